@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Start moto's server with fixes tenantctl's tests and quickstart depend on.
+
+Usage: python3 scripts/moto_server.py --host 127.0.0.1 --port PORT
+
+moto 5.2.1 gives every RDS DB instance the same DbiResourceId
+("db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U"). The Terraform AWS provider uses that value as
+the aws_db_instance resource id, so with two instances a destroy of one tenant's
+database can delete another tenant's. This launcher patches
+moto.rds.models.DBInstance so each instance gets its own random id, in AWS's
+format ("db-" + 26 upper-case letters/digits), then runs moto's own server
+entry point in this process (the patch does not survive --reload, which is
+therefore refused).
+"""
+import argparse
+import secrets
+import string
+import sys
+
+_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def _new_dbi_resource_id(taken):
+    while True:
+        candidate = "db-" + "".join(secrets.choice(_ALPHABET) for _ in range(26))
+        if candidate not in taken:
+            taken.add(candidate)
+            return candidate
+
+
+def patch_moto():
+    from moto.rds import models
+
+    cls = models.DBInstance
+    if getattr(cls, "_tenantctl_unique_dbi_resource_id", False):
+        return
+    original_init = cls.__init__
+    issued = set()
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.dbi_resource_id = _new_dbi_resource_id(issued)
+
+    __init__.__wrapped__ = original_init
+    cls.__init__ = __init__
+    cls._tenantctl_unique_dbi_resource_id = True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args, rest = parser.parse_known_args(argv)
+    if any(a in ("-r", "--reload") for a in rest):
+        parser.error("--reload is not supported: the reloader would drop the RDS patch")
+    patch_moto()
+    from moto import server
+
+    sys.stdout.write(f"moto_server (tenantctl launcher) on http://{args.host}:{args.port}\n")
+    sys.stdout.flush()
+    server.main(["--host", args.host, "--port", str(args.port), *rest])
+
+
+if __name__ == "__main__":
+    main()

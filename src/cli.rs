@@ -1,0 +1,152 @@
+//! The command line: global options and one subcommand per file under `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::context::OutputFormat;
+use crate::tenant::Tier;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantctl",
+    version,
+    about = "Onboard, change, audit and offboard the tenants of a multi-tenant SaaS on AWS, driving Terraform"
+)]
+pub struct Cli {
+    /// Config file; its directory is the work dir.
+    #[arg(long, global = true, default_value = "tenantctl.toml", env = "TENANTCTL_CONFIG")]
+    pub config: PathBuf,
+    /// Output format for data on stdout.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: OutputFormat,
+    /// More log detail on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Tenants worked on at once (default: the number of CPU cores).
+    #[arg(long, global = true)]
+    pub parallelism: Option<usize>,
+    /// Never prompt: assume yes (required for destructive commands without a terminal).
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// No progress bars, plain lines only.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write `tenantctl.toml` and `tenants/`.
+    Init(InitArgs),
+    /// The shared stack (optional): VPC, subnets, cluster, bucket, zone, load balancer.
+    Platform {
+        #[command(subcommand)]
+        action: PlatformAction,
+    },
+    /// Declare a tenant, render, apply, provision its database and verify it.
+    Add(AddArgs),
+    /// Render Terraform roots only; no AWS calls.
+    Render(SelectArgs),
+    /// Plan; exit 0 no changes, 2 changes, 1 error.
+    Plan(PlanArgs),
+    /// Apply the desired state, then verify.
+    Apply(ApplyArgs),
+    /// Check through the AWS SDK (and SQL) that what is deployed matches the tier; drift → exit 3.
+    Verify(SelectArgs),
+    /// id, tier, isolation, state, last apply, last verify.
+    List,
+    /// Guarded offboarding: destroy the tenant's resources, then drop its file.
+    Remove(RemoveArgs),
+    /// Schema migrations across all tenants.
+    Db {
+        #[command(subcommand)]
+        action: crate::commands::db::DbAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Aim the config at the local AWS emulator and a local PostgreSQL.
+    #[arg(long)]
+    pub local: bool,
+    /// Overwrite an existing `tenantctl.toml`.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum PlatformAction {
+    Plan,
+    Apply,
+    Destroy,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Tenant id: lowercase letters, digits and single hyphens.
+    pub id: String,
+    #[arg(long, value_enum)]
+    pub tier: Tier,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+/// Which tenants a fleet command works on.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Tenant ids.
+    pub ids: Vec<String>,
+    /// Every declared tenant.
+    #[arg(long)]
+    pub all: bool,
+    /// Only tenants of this tier.
+    #[arg(long, value_enum)]
+    pub tier: Option<Tier>,
+    /// Only tenants whose desired state or rendered root differs from the last successful apply.
+    #[arg(long)]
+    pub changed: bool,
+    /// A stable share of the fleet for runner K of N (1-based), e.g. `--shard 2/4`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Stop starting new tenants after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Refresh against AWS for Terraform's own drift view (the default; kept for scripts).
+    #[arg(long)]
+    pub refresh: bool,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Plan every selected tenant, even those whose inputs did not change since the last apply.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    pub id: String,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}

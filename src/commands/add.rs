@@ -1,0 +1,57 @@
+//! `tenantctl add <id> --tier <tier>`: declare, render, plan, apply, provision the
+//! database, verify. Rerunning it on an existing tenant converges with no changes.
+
+use anyhow::{Result, bail};
+use indicatif::ProgressBar;
+
+use crate::cli::AddArgs;
+use crate::context::Ctx;
+use crate::lifecycle::{self, ApplyOptions, Services};
+use crate::render::RenderOptions;
+use crate::report;
+use crate::tenant::TenantId;
+use crate::workspace::TenantSpec;
+
+pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
+    // Everything that can be refused is refused before a file is written or AWS is called.
+    let id = TenantId::parse(&args.id)?;
+    let spec = TenantSpec {
+        id,
+        tier: args.tier,
+    };
+    if let Some(existing) = ctx.ws.read_tenant(&spec.id)? {
+        if existing.tier != spec.tier {
+            bail!(
+                "tenant `{}` already exists with tier `{}`\nhint: changing tier changes its isolation; edit `{}` and run `tenantctl apply {}`",
+                spec.id,
+                existing.tier,
+                ctx.ws.tenant_file(&spec.id).display(),
+                spec.id
+            );
+        }
+    }
+    let svc = Services::new(ctx, true).await?;
+    svc.inputs(&spec, RenderOptions::default())?;
+
+    ctx.ws.write_tenant(&spec)?;
+    ctx.info(format!("{}: applying tier `{}` ({} isolation)", spec.id, spec.tier, spec.tier.isolation()));
+    let bar = crate::fleet::Bars::new(ctx, 1, "add");
+    let tbar = if ctx.progress { bar.tenant(&spec.id) } else { ProgressBar::hidden() };
+    let opts = ApplyOptions {
+        lock_timeout: args.lock_timeout,
+        refresh: true,
+        render: RenderOptions::default(),
+    };
+    let res = lifecycle::apply_tenant(&svc, &spec, &opts, tbar.clone()).await;
+    tbar.finish_and_clear();
+    bar.finish();
+    let (outcome, checks) = res?;
+    if let Some(c) = outcome.changes {
+        ctx.info(format!("{}: applied ({c})", spec.id));
+    }
+    print!(
+        "{}",
+        report::render_checks(ctx.output, &checks, &[spec.id.to_string()])
+    );
+    Ok(report::exit_code(&checks))
+}

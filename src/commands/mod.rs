@@ -1,0 +1,77 @@
+//! One file per subcommand. `run` builds the context every command shares and
+//! dispatches.
+
+pub mod add;
+pub mod apply;
+pub mod db;
+pub mod init;
+pub mod list;
+pub mod plan;
+pub mod platform;
+pub mod remove;
+pub mod render;
+pub mod verify;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::context::Ctx;
+use crate::interrupt::Interrupt;
+use crate::workspace::Workspace;
+
+pub fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("tenantctl={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .without_time()
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Init(args) = &cli.command {
+        return init::run(&cli.config, args);
+    }
+    let ws = Workspace::load(&cli.config)?;
+    if let Some(0) = cli.parallelism {
+        anyhow::bail!("invalid --parallelism 0: must be at least 1");
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let ctx = Ctx {
+        ws: Arc::new(ws),
+        output: cli.output,
+        parallelism: cli.parallelism.unwrap_or(cores),
+        api_parallelism: cli.parallelism.unwrap_or(8),
+        yes: cli.yes,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        interrupt: Interrupt::install(),
+        progress: !cli.no_progress
+            && !cli.quiet
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("CI").is_none(),
+    };
+    match &cli.command {
+        Command::Init(_) => unreachable!("handled above"),
+        Command::Platform { action } => platform::run(&ctx, *action).await,
+        Command::Add(args) => add::run(&ctx, args).await,
+        Command::Render(sel) => render::run(&ctx, sel),
+        Command::Plan(args) => plan::run(&ctx, args).await,
+        Command::Apply(args) => apply::run(&ctx, args).await,
+        Command::Verify(args) => verify::run(&ctx, args).await,
+        Command::List => list::run(&ctx).await,
+        Command::Remove(args) => remove::run(&ctx, args).await,
+        Command::Db { action } => db::run(&ctx, action).await,
+    }
+}

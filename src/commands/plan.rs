@@ -1,0 +1,51 @@
+//! `tenantctl plan`: Terraform's own view of each selected tenant (with a refresh, so it
+//! also reports drift Terraform can see). Exit 0 no changes, 2 changes pending, 1 error.
+
+use anyhow::Result;
+
+use crate::cli::PlanArgs;
+use crate::context::Ctx;
+use crate::exit::{ERROR, Interrupted, Outcome};
+use crate::fleet::{self, Status, StepOutcome};
+use crate::lifecycle::{self, Services};
+use crate::render::RenderOptions;
+use crate::terraform::PlanOptions;
+
+pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
+    let specs = fleet::select(&ctx.ws.tenants()?, &args.select)?;
+    let svc = Services::new(ctx, false).await?;
+    let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
+    let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
+        let svc = &svc;
+        async move {
+            let rendered = lifecycle::render_tenant(svc, &spec, RenderOptions::default())?;
+            let tf = svc.terraform(&spec, "plan", bar)?;
+            tf.init().await?;
+            let changes = tf
+                .plan(PlanOptions {
+                    destroy: false,
+                    lock_timeout: args.lock_timeout,
+                })
+                .await?;
+            // The saved plan is not applied by `plan`; do not leave it behind.
+            let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
+            Ok(StepOutcome {
+                status: if changes.is_empty() { Status::Unchanged } else { Status::Changed },
+                changes: Some(changes),
+                detail: None,
+            })
+        }
+    })
+    .await;
+    fleet::print_summary(ctx, "plan", &results);
+    if ctx.interrupt.is_set() {
+        return Err(Interrupted.into());
+    }
+    if results.iter().any(|r| r.status == Status::Failed) {
+        Ok(ERROR)
+    } else if results.iter().any(|r| r.status == Status::Changed) {
+        Ok(Outcome::Changes.code())
+    } else {
+        Ok(Outcome::Success.code())
+    }
+}

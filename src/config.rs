@@ -1,0 +1,384 @@
+//! `tenantctl.toml`: where the platform is, how state is kept, and the tier profiles.
+//!
+//! The file is loaded and fully validated before any command does work, so a typo in the
+//! config is one clear error rather than a half-finished Terraform run. Secrets never live
+//! here: the database admin URL is read from an environment variable the file names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::tenant::{Tier, TierProfile, TierProfileOverride};
+
+pub const CONFIG_FILE: &str = "tenantctl.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub aws: AwsSettings,
+    #[serde(default)]
+    pub platform: PlatformValues,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub terraform: TerraformConfig,
+    #[serde(default)]
+    pub tiers: BTreeMap<Tier, TierProfileOverride>,
+    /// Set by `init --local`: enables settings that only make sense against the emulator.
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// Standard AWS settings, shared by the SDK clients and the rendered provider block.
+/// `AWS_ENDPOINT_URL`, `AWS_REGION`/`AWS_DEFAULT_REGION` and `AWS_PROFILE` in the
+/// environment override the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    pub fn effective(&self) -> AwsSettings {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        AwsSettings {
+            region: env("AWS_REGION")
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .or_else(|| self.region.clone()),
+            profile: env("AWS_PROFILE").or_else(|| self.profile.clone()),
+            endpoint_url: env("AWS_ENDPOINT_URL").or_else(|| self.endpoint_url.clone()),
+        }
+    }
+
+    pub fn region_or_default(&self) -> String {
+        self.region.clone().unwrap_or_else(|| "us-east-1".into())
+    }
+}
+
+/// Shared resources tenants attach to. Empty fields are filled from the outputs of
+/// `tenantctl platform apply` (recorded in `.tenantctl/platform.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformValues {
+    pub name: Option<String>,
+    pub domain: Option<String>,
+    pub hosted_zone_id: Option<String>,
+    pub cluster_arn: Option<String>,
+    pub data_bucket: Option<String>,
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    #[serde(default)]
+    pub service_security_group_ids: Vec<String>,
+    pub dns_target_name: Option<String>,
+    pub dns_target_zone_id: Option<String>,
+    pub image: Option<String>,
+    /// Whether `platform apply` creates an ALB (false against the emulator: 60 s each).
+    pub create_load_balancer: Option<bool>,
+}
+
+impl PlatformValues {
+    /// Config values win over recorded platform outputs.
+    pub fn merged_over(&self, recorded: &PlatformValues) -> PlatformValues {
+        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            a.clone().or_else(|| b.clone())
+        }
+        fn pick_vec(a: &[String], b: &[String]) -> Vec<String> {
+            if a.is_empty() { b.to_vec() } else { a.to_vec() }
+        }
+        PlatformValues {
+            name: pick(&self.name, &recorded.name),
+            domain: pick(&self.domain, &recorded.domain),
+            hosted_zone_id: pick(&self.hosted_zone_id, &recorded.hosted_zone_id),
+            cluster_arn: pick(&self.cluster_arn, &recorded.cluster_arn),
+            data_bucket: pick(&self.data_bucket, &recorded.data_bucket),
+            vpc_id: pick(&self.vpc_id, &recorded.vpc_id),
+            subnet_ids: pick_vec(&self.subnet_ids, &recorded.subnet_ids),
+            service_security_group_ids: pick_vec(
+                &self.service_security_group_ids,
+                &recorded.service_security_group_ids,
+            ),
+            dns_target_name: pick(&self.dns_target_name, &recorded.dns_target_name),
+            dns_target_zone_id: pick(&self.dns_target_zone_id, &recorded.dns_target_zone_id),
+            image: pick(&self.image, &recorded.image),
+            create_load_balancer: pick(&self.create_load_balancer, &recorded.create_load_balancer),
+        }
+    }
+}
+
+/// The shared PostgreSQL that pool and bridge tenants live in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Name of the environment variable holding the admin connection URL.
+    #[serde(default = "default_admin_url_env")]
+    pub admin_url_env: String,
+    /// Host, port and database name as the tenants' applications reach the shared
+    /// database; written into each tenant's `tenants/<id>/db` secret.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub name: Option<String>,
+    /// Local emulator only: dedicated (silo) databases become databases `tenant_<id>` on
+    /// this PostgreSQL, because the emulator's RDS endpoints are not real servers.
+    pub local_silo: Option<LocalSilo>,
+    #[serde(default = "default_migrations_dir")]
+    pub migrations_dir: PathBuf,
+    /// Upper bound on admin connections tenantctl opens at once.
+    #[serde(default = "default_connection_budget")]
+    pub connection_budget: usize,
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            admin_url_env: default_admin_url_env(),
+            host: None,
+            port: None,
+            name: None,
+            local_silo: None,
+            migrations_dir: default_migrations_dir(),
+            connection_budget: default_connection_budget(),
+            lock_timeout_ms: default_lock_timeout_ms(),
+            statement_timeout_ms: default_statement_timeout_ms(),
+        }
+    }
+}
+
+fn default_admin_url_env() -> String {
+    "TENANTCTL_DATABASE_URL".into()
+}
+fn default_migrations_dir() -> PathBuf {
+    "migrations".into()
+}
+fn default_connection_budget() -> usize {
+    10
+}
+fn default_lock_timeout_ms() -> u64 {
+    5_000
+}
+fn default_statement_timeout_ms() -> u64 {
+    300_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSilo {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Where Terraform state (and tenantctl's own records) live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    /// S3 backend: bucket, key prefix (one key per tenant under it), region.
+    pub bucket: Option<String>,
+    pub key_prefix: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformConfig {
+    /// The binary to run (`tofu` works too). `TENANTCTL_TERRAFORM` overrides it.
+    pub binary: Option<String>,
+    /// Days a deleted secret is recoverable; 0 deletes at once (the local default).
+    pub secret_recovery_window_days: Option<u32>,
+    /// Take a final snapshot when a dedicated database is destroyed.
+    pub skip_final_snapshot: Option<bool>,
+}
+
+impl TerraformConfig {
+    pub fn binary(&self) -> String {
+        std::env::var("TENANTCTL_TERRAFORM")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.binary.clone())
+            .unwrap_or_else(|| "terraform".into())
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read config `{}`\nhint: run `tenantctl init` (or `tenantctl init --local`) first",
+                path.display()
+            )
+        })?;
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config `{}`", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("invalid config `{}`", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for tier in Tier::ALL {
+            self.profile(tier).validate(tier).map_err(anyhow::Error::msg)?;
+        }
+        if self.state.backend == Backend::S3 && self.state.bucket.is_none() {
+            bail!("[state] backend = \"s3\" needs `bucket`");
+        }
+        if self.database.connection_budget == 0 {
+            bail!("[database] connection_budget must be at least 1");
+        }
+        if !self.local && self.database.local_silo.is_some() {
+            bail!(
+                "[database] local_silo is for the local emulator only (set `local = true`, as `tenantctl init --local` does)"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn profile(&self, tier: Tier) -> TierProfile {
+        let base = tier.default_profile();
+        match self.tiers.get(&tier) {
+            Some(o) => base.with_override(o),
+            None => base,
+        }
+    }
+
+    /// The config `tenantctl init` writes.
+    pub fn template(local: bool) -> String {
+        if local {
+            LOCAL_TEMPLATE.to_string()
+        } else {
+            DEFAULT_TEMPLATE.to_string()
+        }
+    }
+}
+
+const DEFAULT_TEMPLATE: &str = r#"# tenantctl configuration. See README.md ("The config file").
+
+[aws]
+region = "us-east-1"
+# profile = "platform-admin"
+# endpoint_url = "http://127.0.0.1:5000"   # AWS_ENDPOINT_URL overrides this
+
+[platform]
+# Leave empty to use the outputs of `tenantctl platform apply`; set them when the
+# platform already exists.
+name = "tenantctl"
+domain = "example.com"
+# hosted_zone_id = "Z0123456789"
+# cluster_arn = "arn:aws:ecs:us-east-1:123456789012:cluster/tenants"
+# data_bucket = "example-tenant-data"
+# vpc_id = "vpc-..."
+# subnet_ids = ["subnet-...", "subnet-..."]
+# service_security_group_ids = ["sg-..."]
+# dns_target_name = "my-alb-123.us-east-1.elb.amazonaws.com"
+# dns_target_zone_id = "Z35SXDOTRQ7X7K"
+image = "public.ecr.aws/nginx/nginx:stable"
+
+[database]
+# The admin connection URL is read from this environment variable, never from this file.
+admin_url_env = "TENANTCTL_DATABASE_URL"
+# How tenants' applications reach the shared PostgreSQL (written into their secrets).
+host = "shared-db.internal"
+port = 5432
+name = "app"
+migrations_dir = "migrations"
+connection_budget = 10
+
+[state]
+backend = "local"
+# backend = "s3"
+# bucket = "example-tenantctl-state"
+# key_prefix = "tenantctl"
+# region = "us-east-1"
+
+[terraform]
+# binary = "tofu"          # TENANTCTL_TERRAFORM overrides this
+secret_recovery_window_days = 7
+
+# Tier profiles override the built-in defaults field by field.
+# [tiers.starter]
+# rate_limit_per_minute = 100
+# [tiers.enterprise]
+# db_instance_class = "db.r6g.large"
+"#;
+
+const LOCAL_TEMPLATE: &str = r#"# tenantctl configuration for the local AWS emulator (moto) and a local PostgreSQL.
+local = true
+
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:5000"   # AWS_ENDPOINT_URL overrides this
+
+[platform]
+name = "tenantctl-local"
+domain = "tenants.test"
+data_bucket = "tenantctl-local-data"
+create_load_balancer = false
+image = "public.ecr.aws/nginx/nginx:stable"
+
+[database]
+admin_url_env = "TENANTCTL_DATABASE_URL"
+host = "127.0.0.1"
+port = 5432
+name = "app"
+migrations_dir = "migrations"
+connection_budget = 10
+# Dedicated (enterprise) databases become databases on this PostgreSQL: the emulator's
+# RDS endpoints are not real servers. For local use and tests only.
+local_silo = { host = "127.0.0.1", port = 5432 }
+
+[state]
+backend = "local"
+
+[terraform]
+secret_recovery_window_days = 0
+skip_final_snapshot = true
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_and_validate() {
+        for local in [false, true] {
+            let cfg: Config = toml::from_str(&Config::template(local)).unwrap();
+            cfg.validate().unwrap();
+            assert_eq!(cfg.local, local);
+        }
+    }
+
+    #[test]
+    fn tier_override_applies() {
+        let cfg: Config =
+            toml::from_str("[tiers.growth]\nrate_limit_per_minute = 2000\n").unwrap();
+        assert_eq!(cfg.profile(Tier::Growth).rate_limit_per_minute, 2000);
+        assert_eq!(cfg.profile(Tier::Starter).rate_limit_per_minute, 100);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_sizes_are_refused() {
+        assert!(toml::from_str::<Config>("[tiers.gold]\ncpu = 1\n").is_err());
+        assert!(toml::from_str::<Config>("[aws]\nregoin = \"x\"\n").is_err());
+        let cfg: Config = toml::from_str("[tiers.starter]\nmemory = 3000\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("Fargate"));
+    }
+}

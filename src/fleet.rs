@@ -1,0 +1,419 @@
+//! Running one step over many tenants: selection (`--all`, ids, `--tier`, `--shard`),
+//! bounded parallelism, failures isolated per tenant, progress bars, and the summary.
+//!
+//! Terraform is CPU-bound (a plan is ~9 s of CPU), so the default parallelism is the core
+//! count: more processes than cores only adds memory. Each tenant's work is one future;
+//! `buffer_unordered` keeps at most `parallelism` of them in flight, and the subprocesses
+//! do the heavy lifting, so no extra threads are needed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::SelectArgs;
+use crate::context::{Ctx, OutputFormat};
+use crate::terraform::{ChangeSummary, humanize};
+use crate::tenant::TenantId;
+use crate::workspace::TenantSpec;
+
+/// A `--shard K/N`: runner K of N (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub fn parse(s: &str) -> Result<Shard> {
+        let err = || {
+            anyhow::anyhow!(
+                "invalid shard `{}`: must be K/N with 1 <= K <= N, e.g. `2/4`",
+                s.escape_debug()
+            )
+        };
+        let (k, n) = s.split_once('/').ok_or_else(err)?;
+        let index: u32 = k.trim().parse().map_err(|_| err())?;
+        let count: u32 = n.trim().parse().map_err(|_| err())?;
+        if count == 0 || index == 0 || index > count {
+            return Err(err());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Stable assignment: a hash of the id alone, so adding or removing a tenant never
+    /// moves any other tenant to another shard.
+    pub fn contains(&self, id: &TenantId) -> bool {
+        shard_of(id, self.count) == self.index
+    }
+}
+
+/// The 1-based shard of `id` among `count`.
+pub fn shard_of(id: &TenantId, count: u32) -> u32 {
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    (n % count as u64) as u32 + 1
+}
+
+/// Applies the selection flags to the declared tenants. Ids are validated first (a bad
+/// id is an error even if other ids are fine); an id that is not declared is an error.
+pub fn select(all_specs: &[TenantSpec], sel: &SelectArgs) -> Result<Vec<TenantSpec>> {
+    let ids = sel
+        .ids
+        .iter()
+        .map(|s| TenantId::parse(s).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let shard = sel.shard.as_deref().map(Shard::parse).transpose()?;
+    if ids.is_empty() && !sel.all && sel.tier.is_none() && shard.is_none() && !sel.changed {
+        bail!("no tenants selected: name tenant ids, or use `--all`, `--tier`, `--changed` or `--shard K/N`");
+    }
+    if !ids.is_empty() && sel.all {
+        bail!("`--all` and explicit tenant ids exclude each other");
+    }
+    let mut out = Vec::new();
+    if !ids.is_empty() {
+        for id in &ids {
+            match all_specs.iter().find(|s| &s.id == id) {
+                Some(s) => out.push(s.clone()),
+                None => bail!(
+                    "unknown tenant `{id}`: no `tenants/{id}.toml`\nhint: `tenantctl list` shows the declared tenants"
+                ),
+            }
+        }
+    } else {
+        out = all_specs.to_vec();
+    }
+    if let Some(t) = sel.tier {
+        out.retain(|s| s.tier == t);
+    }
+    if let Some(sh) = shard {
+        out.retain(|s| sh.contains(&s.id));
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.dedup_by(|a, b| a.id == b.id);
+    Ok(out)
+}
+
+/// What happened to one tenant.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Changed,
+    Unchanged,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantSummary {
+    pub tenant: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangeSummary>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a step returns for a tenant that did not fail.
+pub struct StepOutcome {
+    pub status: Status,
+    pub changes: Option<ChangeSummary>,
+    pub detail: Option<String>,
+}
+
+pub struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+    enabled: bool,
+}
+
+impl Bars {
+    pub fn new(ctx: &Ctx, len: usize, verb: &str) -> Bars {
+        let multi = MultiProgress::new();
+        if !ctx.progress {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let total = multi.add(ProgressBar::new(len as u64));
+        total.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed_precise}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        total.set_prefix(verb.to_string());
+        Bars {
+            multi,
+            total,
+            enabled: ctx.progress,
+        }
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = self.multi.insert_before(&self.total, ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:>20} {elapsed:>4} {msg}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(id.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    pub fn finish(&self) {
+        self.total.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+/// Runs `step` for each tenant with at most `ctx.parallelism` in flight. A failing
+/// tenant never stops the others unless `fail_fast`; after an interrupt no new tenant
+/// starts. Returns the per-tenant summaries in id order.
+pub async fn run<F, Fut>(
+    ctx: &Ctx,
+    specs: Vec<TenantSpec>,
+    verb: &str,
+    fail_fast: bool,
+    step: F,
+) -> Vec<TenantSummary>
+where
+    F: Fn(TenantSpec, ProgressBar) -> Fut,
+    Fut: Future<Output = Result<StepOutcome>>,
+{
+    let bars = Bars::new(ctx, specs.len(), verb);
+    let stop = Arc::new(AtomicBool::new(false));
+    let parallelism = ctx.parallelism.max(1);
+    let step = &step;
+    let bars_ref = &bars;
+    let mut results: Vec<TenantSummary> = futures::stream::iter(specs)
+        .map(|spec| {
+            let stop = stop.clone();
+            async move {
+                let id = spec.id.to_string();
+                if stop.load(Ordering::SeqCst) || ctx.interrupt.is_set() {
+                    let why = if ctx.interrupt.is_set() { "interrupted" } else { "--fail-fast: an earlier tenant failed" };
+                    return TenantSummary {
+                        tenant: id,
+                        status: Status::Skipped,
+                        changes: None,
+                        duration_ms: 0,
+                        detail: Some(why.into()),
+                        error: None,
+                    };
+                }
+                let bar = bars_ref.tenant(&spec.id);
+                let started = Instant::now();
+                let res = step(spec, bar.clone()).await;
+                let elapsed = started.elapsed();
+                bar.finish_and_clear();
+                bars_ref.total.inc(1);
+                let summary = match res {
+                    Ok(o) => TenantSummary {
+                        tenant: id,
+                        status: o.status,
+                        changes: o.changes,
+                        duration_ms: elapsed.as_millis() as u64,
+                        detail: o.detail,
+                        error: None,
+                    },
+                    Err(e) => {
+                        if fail_fast {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        TenantSummary {
+                            tenant: id,
+                            status: Status::Failed,
+                            changes: None,
+                            duration_ms: elapsed.as_millis() as u64,
+                            detail: None,
+                            error: Some(format!("{e:#}")),
+                        }
+                    }
+                };
+                if !ctx.quiet {
+                    let line = summary_line(&summary);
+                    bars_ref.multi.suspend(|| eprintln!("{line}"));
+                }
+                summary
+            }
+        })
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+    bars.finish();
+    results.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    results
+}
+
+fn summary_line(s: &TenantSummary) -> String {
+    let d = humanize(Duration::from_millis(s.duration_ms));
+    match s.status {
+        Status::Failed => format!(
+            "{}: failed after {d}: {}",
+            s.tenant,
+            s.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+        ),
+        _ => {
+            let mut line = format!("{}: {} in {d}", s.tenant, status_word(&s.status));
+            if let Some(c) = &s.changes {
+                line.push_str(&format!(" ({c})"));
+            }
+            if let Some(detail) = &s.detail {
+                line.push_str(&format!(" — {detail}"));
+            }
+            line
+        }
+    }
+}
+
+fn status_word(s: &Status) -> &'static str {
+    match s {
+        Status::Changed => "changed",
+        Status::Unchanged => "unchanged",
+        Status::Failed => "failed",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// Prints the final summary on stdout in the chosen format.
+pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
+    let count = |st: Status| results.iter().filter(|r| r.status == st).count();
+    let (changed, unchanged, failed, skipped) = (
+        count(Status::Changed),
+        count(Status::Unchanged),
+        count(Status::Failed),
+        count(Status::Skipped),
+    );
+    match ctx.output {
+        OutputFormat::Json => {
+            let v = serde_json::json!({
+                "command": command,
+                "tenants": results,
+                "summary": {"changed": changed, "unchanged": unchanged, "failed": failed, "skipped": skipped},
+            });
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        }
+        OutputFormat::Markdown => {
+            println!("### tenantctl {command}\n");
+            println!(
+                "{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped\n"
+            );
+            println!("| tenant | result | changes | duration | detail |");
+            println!("|---|---|---|---|---|");
+            for r in results {
+                println!(
+                    "| `{}` | {} | {} | {} | {} |",
+                    r.tenant,
+                    status_word(&r.status),
+                    r.changes.map(|c| c.to_string()).unwrap_or_default(),
+                    humanize(Duration::from_millis(r.duration_ms)),
+                    md_cell(r.error.as_deref().or(r.detail.as_deref()).unwrap_or(""))
+                );
+            }
+        }
+        OutputFormat::Human => {
+            let w = results.iter().map(|r| r.tenant.len()).max().unwrap_or(6).max(6);
+            println!("{:<w$}  {:<9}  {:<40}  {:>8}  DETAIL", "TENANT", "RESULT", "CHANGES", "TIME");
+            for r in results {
+                println!(
+                    "{:<w$}  {:<9}  {:<40}  {:>8}  {}",
+                    r.tenant,
+                    status_word(&r.status),
+                    r.changes.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    humanize(Duration::from_millis(r.duration_ms)),
+                    r.error
+                        .as_deref()
+                        .or(r.detail.as_deref())
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                );
+            }
+            println!("{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped");
+        }
+    }
+}
+
+/// Markdown table cells: one line, pipes escaped.
+pub fn md_cell(s: &str) -> String {
+    s.lines().next().unwrap_or("").replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Tier;
+
+    fn spec(id: &str) -> TenantSpec {
+        TenantSpec {
+            id: TenantId::parse(id).unwrap(),
+            tier: Tier::Starter,
+        }
+    }
+
+    #[test]
+    fn shards_partition_the_fleet_stably() {
+        let fleet: Vec<TenantSpec> = (0..200).map(|i| spec(&format!("t{i}"))).collect();
+        let n = 4;
+        let mut seen = std::collections::BTreeMap::new();
+        for k in 1..=n {
+            let sel = SelectArgs {
+                shard: Some(format!("{k}/{n}")),
+                ..Default::default()
+            };
+            for s in select(&fleet, &sel).unwrap() {
+                assert!(seen.insert(s.id.clone(), k).is_none(), "{} in two shards", s.id);
+            }
+        }
+        assert_eq!(seen.len(), fleet.len(), "union of shards is the fleet");
+        // Adding tenants moves no existing tenant.
+        let mut bigger = fleet.clone();
+        bigger.extend((200..260).map(|i| spec(&format!("t{i}"))));
+        for (id, k) in &seen {
+            assert_eq!(shard_of(id, n), *k);
+        }
+        let sel = SelectArgs {
+            shard: Some("1/4".into()),
+            ..Default::default()
+        };
+        let before: Vec<_> = select(&fleet, &sel).unwrap().into_iter().map(|s| s.id).collect();
+        let after: Vec<_> = select(&bigger, &sel).unwrap().into_iter().map(|s| s.id).collect();
+        assert!(before.iter().all(|id| after.contains(id)));
+        // Each shard gets a fair share.
+        for k in 1..=n {
+            let c = seen.values().filter(|v| **v == k).count();
+            assert!((30..=70).contains(&c), "shard {k} has {c}");
+        }
+    }
+
+    #[test]
+    fn bad_shards_and_ids_are_refused() {
+        for s in ["0/4", "5/4", "1/0", "x", "1/", "a/b"] {
+            let e = Shard::parse(s).unwrap_err().to_string();
+            assert!(e.contains("K/N"), "{e}");
+        }
+        let fleet = vec![spec("acme")];
+        let sel = SelectArgs {
+            ids: vec!["ACME".into()],
+            ..Default::default()
+        };
+        assert!(select(&fleet, &sel).unwrap_err().to_string().contains("lowercase"));
+        let sel = SelectArgs {
+            ids: vec!["nope".into()],
+            ..Default::default()
+        };
+        assert!(select(&fleet, &sel).unwrap_err().to_string().contains("unknown tenant"));
+        assert!(select(&fleet, &SelectArgs::default()).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The steps of one tenant's lifecycle, shared by `add`, `plan`, `apply`, `verify` and
+//! `remove`: render → terraform → database → verify → record.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+
+use crate::aws::AwsClients;
+use crate::context::Ctx;
+use crate::db::{Database, DbSecret};
+use crate::fleet::{Status, StepOutcome};
+use crate::records::{ApplyRecord, RecordStore, VerifyRecord};
+use crate::render::{self, RenderOptions, TenantInputs};
+use crate::report::{Check, CheckStatus};
+use crate::terraform::{ChangeSummary, PlanOptions, Terraform};
+use crate::workspace::TenantSpec;
+
+/// Everything a tenant step needs, built once per command.
+#[derive(Clone)]
+pub struct Services {
+    pub ctx: Ctx,
+    pub aws: AwsClients,
+    /// None only for commands that never touch the database (`plan`).
+    pub db: Option<Arc<Database>>,
+    pub records: RecordStore,
+    /// One timestamp per command run, naming its log files.
+    pub run_id: String,
+}
+
+impl Services {
+    /// Checks everything that can be checked without touching AWS (config, database
+    /// admin credential) before any work starts.
+    pub async fn new(ctx: &Ctx, need_db: bool) -> Result<Services> {
+        let db = if need_db {
+            Some(Arc::new(Database::from_config(ctx.config())?))
+        } else {
+            None
+        };
+        let aws = AwsClients::new(&ctx.config().aws).await;
+        let records = RecordStore::new(&ctx.ws, Some(&aws))?;
+        Ok(Services {
+            ctx: ctx.clone(),
+            aws,
+            db,
+            records,
+            run_id: Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+        })
+    }
+
+    pub fn terraform(&self, spec: &TenantSpec, command: &str, bar: ProgressBar) -> Result<Terraform> {
+        let ws = &self.ctx.ws;
+        let log = ws
+            .logs_dir()
+            .join(spec.id.as_str())
+            .join(format!("{}-{command}.log", self.run_id));
+        Ok(Terraform::new(
+            ws.config.terraform.binary(),
+            ws.root_dir(&spec.id),
+            spec.id.as_str(),
+            Some(&log),
+            self.ctx.interrupt.clone(),
+        )?
+        .with_progress(bar))
+    }
+
+    pub fn inputs(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<TenantInputs> {
+        let platform = render::platform_values(&self.ctx.ws)?;
+        TenantInputs::build(self.ctx.config(), &platform, spec, opts)
+    }
+}
+
+/// A rendered root and the fingerprint of everything that decides what it deploys.
+pub struct Rendered {
+    pub dir: PathBuf,
+    pub fingerprint: String,
+}
+
+/// Renders the tenant's root. The fingerprint covers the tenant file, its tier profile,
+/// the rendered root and the module contents; the provider lock is compared separately
+/// (see [`lock_digest`]) because a fresh checkout has none until `init`.
+pub fn render_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Rendered> {
+    let ws = &svc.ctx.ws;
+    let inputs = svc.inputs(spec, opts)?;
+    let files = render::tenant_root(&ws.config, &render::state_key(&spec.id), &[inputs])?;
+    render::write_modules(ws)?;
+    let dir = ws.root_dir(&spec.id);
+    files.write(&dir)?;
+    let mut h = Sha256::new();
+    h.update(spec.to_toml().as_bytes());
+    h.update(serde_json::to_vec(&ws.config.profile(spec.tier))?);
+    h.update(files.digest().as_bytes());
+    h.update(render::modules_digest().as_bytes());
+    Ok(Rendered {
+        dir,
+        fingerprint: hex::encode(h.finalize()),
+    })
+}
+
+/// Digest of `.terraform.lock.hcl`, if the root has been initialised.
+pub fn lock_digest(dir: &std::path::Path) -> Option<String> {
+    std::fs::read(dir.join(".terraform.lock.hcl"))
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(&b)))
+}
+
+pub struct ApplyOptions {
+    pub lock_timeout: u64,
+    /// Plan even when the fingerprint says nothing changed.
+    pub refresh: bool,
+    pub render: RenderOptions,
+}
+
+/// Whether a tenant's inputs differ from its last successful apply.
+pub async fn is_changed(svc: &Services, spec: &TenantSpec, rendered: &Rendered) -> Result<bool> {
+    let rec = svc.records.get(&spec.id).await?;
+    Ok(match rec.last_apply {
+        None => true,
+        Some(a) => {
+            let lock_changed = match (&a.provider_lock, lock_digest(&rendered.dir)) {
+                (Some(old), Some(new)) => *old != new,
+                _ => false,
+            };
+            a.fingerprint != rendered.fingerprint || lock_changed
+        }
+    })
+}
+
+/// Render, plan, apply if needed, provision the database, verify, record.
+/// Returns the step outcome and the verification checks.
+pub async fn apply_tenant(
+    svc: &Services,
+    spec: &TenantSpec,
+    opts: &ApplyOptions,
+    bar: ProgressBar,
+) -> Result<(StepOutcome, Vec<Check>)> {
+    let rendered = render_tenant(svc, spec, opts.render)?;
+    if !opts.refresh && !is_changed(svc, spec, &rendered).await? {
+        return Ok((
+            StepOutcome {
+                status: Status::Unchanged,
+                changes: None,
+                detail: Some("inputs unchanged since the last apply (use --refresh to plan anyway)".into()),
+            },
+            Vec::new(),
+        ));
+    }
+    let tf = svc.terraform(spec, "apply", bar.clone())?;
+    tf.init().await?;
+    let pending = tf
+        .plan(PlanOptions {
+            destroy: false,
+            lock_timeout: opts.lock_timeout,
+        })
+        .await?;
+    let changes = if pending.is_empty() {
+        let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
+        ChangeSummary::default()
+    } else {
+        tf.apply_plan(opts.lock_timeout).await?
+    };
+    svc.ctx.interrupt.check()?;
+    bar.set_message("database");
+    provision_db(svc, spec).await?;
+    svc.records
+        .update(&spec.id, |r| {
+            r.last_apply = Some(ApplyRecord {
+                at: Utc::now(),
+                fingerprint: rendered.fingerprint.clone(),
+                provider_lock: lock_digest(&rendered.dir),
+                tier: spec.tier.to_string(),
+            })
+        })
+        .await?;
+    bar.set_message("verify");
+    let checks = verify_tenant(svc, spec, opts.render).await?;
+    let status = if changes.is_empty() {
+        Status::Unchanged
+    } else {
+        Status::Changed
+    };
+    Ok((
+        StepOutcome {
+            status,
+            changes: Some(changes),
+            detail: None,
+        },
+        checks,
+    ))
+}
+
+/// Makes the tenant's database isolation match its secret (idempotent).
+pub async fn provision_db(svc: &Services, spec: &TenantSpec) -> Result<()> {
+    let Some(db) = &svc.db else { return Ok(()) };
+    let secret = read_db_secret(svc, spec).await?;
+    db.provision(spec, &secret)
+        .await
+        .with_context(|| format!("cannot provision the database of tenant `{}`", spec.id))
+}
+
+async fn read_db_secret(svc: &Services, spec: &TenantSpec) -> Result<DbSecret> {
+    svc.aws
+        .secret_json(&format!("{}db", spec.id.secret_prefix()))
+        .await
+}
+
+/// AWS checks plus database checks; records the result.
+pub async fn verify_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Vec<Check>> {
+    let inputs = svc.inputs(spec, opts)?;
+    let mut checks = crate::verify::verify_aws(&svc.aws, &inputs).await;
+    if let Some(db) = &svc.db {
+        match read_db_secret(svc, spec).await {
+            Ok(secret) => checks.extend(db.verify(spec, &secret).await),
+            Err(e) => checks.push(Check::error(spec.id.as_str(), "db", "tenant database reachable with its secret", format!("{e:#}"))),
+        }
+    }
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .map(|c| c.check.clone())
+        .collect();
+    let status = if checks.iter().any(|c| c.status == CheckStatus::Fail) {
+        "drift"
+    } else if failed.is_empty() {
+        "pass"
+    } else {
+        "error"
+    };
+    svc.records
+        .update(&spec.id, |r| {
+            r.last_verify = Some(VerifyRecord {
+                at: Utc::now(),
+                status: status.into(),
+                failed,
+            })
+        })
+        .await?;
+    Ok(checks)
+}
+
+/// `--changed`: keep only tenants whose inputs differ from their last successful apply.
+/// Rendering is local and cheap, so this costs no Terraform run.
+pub async fn only_changed(
+    svc: &Services,
+    specs: Vec<TenantSpec>,
+    changed: bool,
+) -> Result<Vec<TenantSpec>> {
+    if !changed {
+        return Ok(specs);
+    }
+    let mut out = Vec::new();
+    for spec in specs {
+        let rendered = render_tenant(svc, &spec, RenderOptions::default())?;
+        if is_changed(svc, &spec, &rendered).await? {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
