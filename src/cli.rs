@@ -15,7 +15,12 @@ use crate::tenant::Tier;
 )]
 pub struct Cli {
     /// Config file; its directory is the work dir.
-    #[arg(long, global = true, default_value = "tenantctl.toml", env = "TENANTCTL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "tenantctl.toml",
+        env = "TENANTCTL_CONFIG"
+    )]
     pub config: PathBuf,
     /// Output format for data on stdout.
     #[arg(long, global = true, value_enum, default_value = "human")]

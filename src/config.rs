@@ -227,8 +227,8 @@ impl Config {
                 path.display()
             )
         })?;
-        let cfg: Config =
-            toml::from_str(&text).with_context(|| format!("invalid config `{}`", path.display()))?;
+        let cfg: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid config `{}`", path.display()))?;
         cfg.validate()
             .with_context(|| format!("invalid config `{}`", path.display()))?;
         Ok(cfg)
@@ -236,7 +236,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         for tier in Tier::ALL {
-            self.profile(tier).validate(tier).map_err(anyhow::Error::msg)?;
+            self.profile(tier)
+                .validate(tier)
+                .map_err(anyhow::Error::msg)?;
         }
         if self.state.backend == Backend::S3 && self.state.bucket.is_none() {
             bail!("[state] backend = \"s3\" needs `bucket`");
@@ -368,8 +370,7 @@ mod tests {
 
     #[test]
     fn tier_override_applies() {
-        let cfg: Config =
-            toml::from_str("[tiers.growth]\nrate_limit_per_minute = 2000\n").unwrap();
+        let cfg: Config = toml::from_str("[tiers.growth]\nrate_limit_per_minute = 2000\n").unwrap();
         assert_eq!(cfg.profile(Tier::Growth).rate_limit_per_minute, 2000);
         assert_eq!(cfg.profile(Tier::Starter).rate_limit_per_minute, 100);
     }

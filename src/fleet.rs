@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cli::SelectArgs;
 use crate::context::{Ctx, OutputFormat};
-use crate::terraform::{ChangeSummary, humanize};
 use crate::tenant::TenantId;
+use crate::terraform::{ChangeSummary, humanize};
 use crate::workspace::TenantSpec;
 
 /// A `--shard K/N`: runner K of N (1-based).
@@ -71,7 +71,9 @@ pub fn select(all_specs: &[TenantSpec], sel: &SelectArgs) -> Result<Vec<TenantSp
         .collect::<Result<Vec<_>>>()?;
     let shard = sel.shard.as_deref().map(Shard::parse).transpose()?;
     if ids.is_empty() && !sel.all && sel.tier.is_none() && shard.is_none() && !sel.changed {
-        bail!("no tenants selected: name tenant ids, or use `--all`, `--tier`, `--changed` or `--shard K/N`");
+        bail!(
+            "no tenants selected: name tenant ids, or use `--all`, `--tier`, `--changed` or `--shard K/N`"
+        );
     }
     if !ids.is_empty() && sel.all {
         bail!("`--all` and explicit tenant ids exclude each other");
@@ -160,7 +162,9 @@ impl Bars {
         if !self.enabled {
             return ProgressBar::hidden();
         }
-        let bar = self.multi.insert_before(&self.total, ProgressBar::new_spinner());
+        let bar = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {prefix:>20} {elapsed:>4} {msg}")
                 .expect("valid template"),
@@ -201,7 +205,11 @@ where
             async move {
                 let id = spec.id.to_string();
                 if stop.load(Ordering::SeqCst) || ctx.interrupt.is_set() {
-                    let why = if ctx.interrupt.is_set() { "interrupted" } else { "--fail-fast: an earlier tenant failed" };
+                    let why = if ctx.interrupt.is_set() {
+                        "interrupted"
+                    } else {
+                        "--fail-fast: an earlier tenant failed"
+                    };
                     return TenantSummary {
                         tenant: id,
                         status: Status::Skipped,
@@ -261,7 +269,12 @@ fn summary_line(s: &TenantSummary) -> String {
         Status::Failed => format!(
             "{}: failed after {d}: {}",
             s.tenant,
-            s.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+            s.error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
         ),
         _ => {
             let mut line = format!("{}: {} in {d}", s.tenant, status_word(&s.status));
@@ -322,14 +335,24 @@ pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
             }
         }
         OutputFormat::Human => {
-            let w = results.iter().map(|r| r.tenant.len()).max().unwrap_or(6).max(6);
-            println!("{:<w$}  {:<9}  {:<40}  {:>8}  DETAIL", "TENANT", "RESULT", "CHANGES", "TIME");
+            let w = results
+                .iter()
+                .map(|r| r.tenant.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            println!(
+                "{:<w$}  {:<9}  {:<40}  {:>8}  DETAIL",
+                "TENANT", "RESULT", "CHANGES", "TIME"
+            );
             for r in results {
                 println!(
                     "{:<w$}  {:<9}  {:<40}  {:>8}  {}",
                     r.tenant,
                     status_word(&r.status),
-                    r.changes.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    r.changes
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     humanize(Duration::from_millis(r.duration_ms)),
                     r.error
                         .as_deref()
@@ -340,7 +363,9 @@ pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
                         .unwrap_or("")
                 );
             }
-            println!("{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped");
+            println!(
+                "{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped"
+            );
         }
     }
 }
@@ -373,7 +398,11 @@ mod tests {
                 ..Default::default()
             };
             for s in select(&fleet, &sel).unwrap() {
-                assert!(seen.insert(s.id.clone(), k).is_none(), "{} in two shards", s.id);
+                assert!(
+                    seen.insert(s.id.clone(), k).is_none(),
+                    "{} in two shards",
+                    s.id
+                );
             }
         }
         assert_eq!(seen.len(), fleet.len(), "union of shards is the fleet");
@@ -387,8 +416,16 @@ mod tests {
             shard: Some("1/4".into()),
             ..Default::default()
         };
-        let before: Vec<_> = select(&fleet, &sel).unwrap().into_iter().map(|s| s.id).collect();
-        let after: Vec<_> = select(&bigger, &sel).unwrap().into_iter().map(|s| s.id).collect();
+        let before: Vec<_> = select(&fleet, &sel)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let after: Vec<_> = select(&bigger, &sel)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         assert!(before.iter().all(|id| after.contains(id)));
         // Each shard gets a fair share.
         for k in 1..=n {
@@ -408,12 +445,22 @@ mod tests {
             ids: vec!["ACME".into()],
             ..Default::default()
         };
-        assert!(select(&fleet, &sel).unwrap_err().to_string().contains("lowercase"));
+        assert!(
+            select(&fleet, &sel)
+                .unwrap_err()
+                .to_string()
+                .contains("lowercase")
+        );
         let sel = SelectArgs {
             ids: vec!["nope".into()],
             ..Default::default()
         };
-        assert!(select(&fleet, &sel).unwrap_err().to_string().contains("unknown tenant"));
+        assert!(
+            select(&fleet, &sel)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown tenant")
+        );
         assert!(select(&fleet, &SelectArgs::default()).is_err());
     }
 }

@@ -30,7 +30,9 @@ impl Interrupt {
             }
             f.store(true, Ordering::SeqCst);
             let _ = tx.send(true);
-            eprintln!("interrupted: stopping Terraform gracefully (state is saved, locks released)");
+            eprintln!(
+                "interrupted: stopping Terraform gracefully (state is saved, locks released)"
+            );
             // Keep the listeners alive so further signals do not kill tenantctl before
             // its children have finished writing state.
             loop {

@@ -42,6 +42,9 @@ impl Services {
         };
         let aws = AwsClients::new(&ctx.config().aws).await;
         let records = RecordStore::new(&ctx.ws, Some(&aws))?;
+        records
+            .fetch_platform(&ctx.ws.platform_outputs_file())
+            .await?;
         Ok(Services {
             ctx: ctx.clone(),
             aws,
@@ -51,7 +54,12 @@ impl Services {
         })
     }
 
-    pub fn terraform(&self, spec: &TenantSpec, command: &str, bar: ProgressBar) -> Result<Terraform> {
+    pub fn terraform(
+        &self,
+        spec: &TenantSpec,
+        command: &str,
+        bar: ProgressBar,
+    ) -> Result<Terraform> {
         let ws = &self.ctx.ws;
         let log = ws
             .logs_dir()
@@ -85,7 +93,12 @@ pub struct Rendered {
 pub fn render_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Rendered> {
     let ws = &svc.ctx.ws;
     let inputs = svc.inputs(spec, opts)?;
-    let files = render::tenant_root(&ws.config, &render::state_key(&spec.id), &[inputs])?;
+    let files = render::tenant_root(
+        &ws.config,
+        &ws.config.aws.effective(),
+        &render::state_key(&spec.id),
+        &[inputs],
+    )?;
     render::write_modules(ws)?;
     let dir = ws.root_dir(&spec.id);
     files.write(&dir)?;
@@ -117,16 +130,20 @@ pub struct ApplyOptions {
 /// Whether a tenant's inputs differ from its last successful apply.
 pub async fn is_changed(svc: &Services, spec: &TenantSpec, rendered: &Rendered) -> Result<bool> {
     let rec = svc.records.get(&spec.id).await?;
-    Ok(match rec.last_apply {
-        None => true,
-        Some(a) => {
-            let lock_changed = match (&a.provider_lock, lock_digest(&rendered.dir)) {
-                (Some(old), Some(new)) => *old != new,
-                _ => false,
-            };
-            a.fingerprint != rendered.fingerprint || lock_changed
-        }
-    })
+    // Drift found by the last verification is a reason to plan even with unchanged
+    // inputs: that is how `verify --all` followed by `apply --all` repairs it.
+    let drifted = rec.last_verify.as_ref().is_some_and(|v| v.status != "pass");
+    Ok(drifted
+        || match rec.last_apply {
+            None => true,
+            Some(a) => {
+                let lock_changed = match (&a.provider_lock, lock_digest(&rendered.dir)) {
+                    (Some(old), Some(new)) => *old != new,
+                    _ => false,
+                };
+                a.fingerprint != rendered.fingerprint || lock_changed
+            }
+        })
 }
 
 /// Render, plan, apply if needed, provision the database, verify, record.
@@ -141,9 +158,11 @@ pub async fn apply_tenant(
     if !opts.refresh && !is_changed(svc, spec, &rendered).await? {
         return Ok((
             StepOutcome {
-                status: Status::Unchanged,
+                status: Status::Skipped,
                 changes: None,
-                detail: Some("inputs unchanged since the last apply (use --refresh to plan anyway)".into()),
+                detail: Some(
+                    "inputs unchanged since the last apply (--refresh plans anyway)".into(),
+                ),
             },
             Vec::new(),
         ));
@@ -154,6 +173,7 @@ pub async fn apply_tenant(
         .plan(PlanOptions {
             destroy: false,
             lock_timeout: opts.lock_timeout,
+            replace: repairs(svc, spec).await?,
         })
         .await?;
     let changes = if pending.is_empty() {
@@ -192,6 +212,23 @@ pub async fn apply_tenant(
     ))
 }
 
+/// Resources to replace because the last verification found drift Terraform cannot see.
+/// A task definition revision registered behind Terraform's back becomes the family's
+/// latest while Terraform's own revision still looks fine to a refresh; registering a
+/// fresh revision from the desired state makes the desired one the latest again.
+async fn repairs(svc: &Services, spec: &TenantSpec) -> Result<Vec<String>> {
+    let rec = svc.records.get(&spec.id).await?;
+    let failed = rec.last_verify.map(|v| v.failed).unwrap_or_default();
+    let mut out = Vec::new();
+    if failed.iter().any(|c| c.starts_with("ecs.task_definition")) {
+        out.push(format!(
+            "module.tenant[\"{}\"].aws_ecs_task_definition.this",
+            spec.id
+        ));
+    }
+    Ok(out)
+}
+
 /// Makes the tenant's database isolation match its secret (idempotent).
 pub async fn provision_db(svc: &Services, spec: &TenantSpec) -> Result<()> {
     let Some(db) = &svc.db else { return Ok(()) };
@@ -208,13 +245,22 @@ async fn read_db_secret(svc: &Services, spec: &TenantSpec) -> Result<DbSecret> {
 }
 
 /// AWS checks plus database checks; records the result.
-pub async fn verify_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Vec<Check>> {
+pub async fn verify_tenant(
+    svc: &Services,
+    spec: &TenantSpec,
+    opts: RenderOptions,
+) -> Result<Vec<Check>> {
     let inputs = svc.inputs(spec, opts)?;
     let mut checks = crate::verify::verify_aws(&svc.aws, &inputs).await;
     if let Some(db) = &svc.db {
         match read_db_secret(svc, spec).await {
             Ok(secret) => checks.extend(db.verify(spec, &secret).await),
-            Err(e) => checks.push(Check::error(spec.id.as_str(), "db", "tenant database reachable with its secret", format!("{e:#}"))),
+            Err(e) => checks.push(Check::error(
+                spec.id.as_str(),
+                "db",
+                "tenant database reachable with its secret",
+                format!("{e:#}"),
+            )),
         }
     }
     let failed: Vec<String> = checks

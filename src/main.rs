@@ -8,7 +8,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = tenantctl::cli::Cli::parse();
     tenantctl::commands::init_tracing(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -169,6 +169,64 @@ impl RecordStore {
         }
     }
 
+    /// The platform outputs, shared in team mode so every machine renders the same roots.
+    pub async fn put_platform(&self, bytes: &[u8]) -> Result<()> {
+        if let RecordStore::S3 {
+            client,
+            bucket,
+            prefix,
+        } = self
+        {
+            let key = format!("{prefix}/platform.json");
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .body(bytes.to_vec().into())
+                .send()
+                .await
+                .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                .with_context(|| format!("cannot write s3://{bucket}/{key}"))?;
+        }
+        Ok(())
+    }
+
+    /// Fetches the shared platform outputs into `path` when the local copy is missing.
+    pub async fn fetch_platform(&self, path: &std::path::Path) -> Result<()> {
+        let RecordStore::S3 {
+            client,
+            bucket,
+            prefix,
+        } = self
+        else {
+            return Ok(());
+        };
+        if path.exists() {
+            return Ok(());
+        }
+        let key = format!("{prefix}/platform.json");
+        match client.get_object().bucket(bucket).key(&key).send().await {
+            Ok(out) => {
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
+                    .into_bytes();
+                write_atomic(path, &bytes)
+            }
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_no_such_key() {
+                    Ok(())
+                } else {
+                    Err(anyhow::Error::new(e))
+                        .with_context(|| format!("cannot read s3://{bucket}/{key}"))
+                }
+            }
+        }
+    }
+
     /// Read-modify-write of one record. Two runs never touch the same tenant at once
     /// (the Terraform state lock serialises them), so no record lock is needed.
     pub async fn update(&self, id: &TenantId, f: impl FnOnce(&mut TenantRecord)) -> Result<()> {

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Backend, Config, PlatformValues};
+use crate::config::{AwsSettings, Backend, Config, PlatformValues};
 use crate::fsutil::write_if_changed;
 use crate::tenant::{Isolation, TenantId};
 use crate::workspace::{TenantSpec, Workspace};
@@ -155,10 +155,9 @@ pub fn platform_values(ws: &Workspace) -> Result<PlatformValues> {
 pub fn read_platform_outputs(ws: &Workspace) -> Result<Option<PlatformValues>> {
     let path = ws.platform_outputs_file();
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(
-            serde_json::from_str(&text)
-                .with_context(|| format!("invalid platform record `{}`", path.display()))?,
-        )),
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("invalid platform record `{}`", path.display())
+        })?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
     }
@@ -190,7 +189,10 @@ impl TenantInputs {
                 .clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| format!("ingress.{domain}")),
-            zone_id: platform.dns_target_zone_id.clone().filter(|s| !s.is_empty()),
+            zone_id: platform
+                .dns_target_zone_id
+                .clone()
+                .filter(|s| !s.is_empty()),
         };
         let db = &cfg.database;
         let database = DbEndpoint {
@@ -267,8 +269,7 @@ struct BackendCtx {
     endpoint: Option<String>,
 }
 
-fn backend_ctx(cfg: &Config, state_key: &str) -> BackendCtx {
-    let aws = cfg.aws.effective();
+fn backend_ctx(cfg: &Config, aws: &AwsSettings, state_key: &str) -> BackendCtx {
     match cfg.state.backend {
         Backend::Local => BackendCtx {
             kind: "local",
@@ -292,28 +293,29 @@ fn backend_ctx(cfg: &Config, state_key: &str) -> BackendCtx {
                     .region
                     .clone()
                     .unwrap_or_else(|| aws.region_or_default()),
-                endpoint: aws.endpoint_url,
+                endpoint: aws.endpoint_url.clone(),
             }
         }
     }
 }
 
-fn header_context(cfg: &Config, state_key: &str) -> tera::Context {
-    let aws = cfg.aws.effective();
+fn header_context(cfg: &Config, aws: &AwsSettings, state_key: &str) -> tera::Context {
     let mut ctx = tera::Context::new();
-    ctx.insert("backend", &backend_ctx(cfg, state_key));
+    ctx.insert("backend", &backend_ctx(cfg, aws, state_key));
     ctx.insert("emulator", &aws.endpoint_url.is_some());
     ctx.insert("endpoint_services", ENDPOINT_SERVICES);
     ctx
 }
 
-fn provider_vars(cfg: &Config) -> serde_json::Map<String, serde_json::Value> {
-    let aws = cfg.aws.effective();
+fn provider_vars(aws: &AwsSettings) -> serde_json::Map<String, serde_json::Value> {
+    let aws = aws.clone();
     let mut vars = serde_json::Map::new();
     vars.insert("aws_region".into(), aws.region_or_default().into());
     vars.insert(
         "aws_profile".into(),
-        aws.profile.map(Into::into).unwrap_or(serde_json::Value::Null),
+        aws.profile
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null),
     );
     vars.insert(
         "aws_endpoint_url".into(),
@@ -353,14 +355,20 @@ impl RootFiles {
     }
 }
 
-/// Renders the root holding `tenants` (today always one). `state_key` names its state.
-pub fn tenant_root(cfg: &Config, state_key: &str, tenants: &[TenantInputs]) -> Result<RootFiles> {
+/// Renders the root holding `tenants` (today always one). `state_key` names its state;
+/// `aws` is the effective AWS settings (config overridden by the environment).
+pub fn tenant_root(
+    cfg: &Config,
+    aws: &AwsSettings,
+    state_key: &str,
+    tenants: &[TenantInputs],
+) -> Result<RootFiles> {
     let t = tera();
-    let ctx = header_context(cfg, state_key);
+    let ctx = header_context(cfg, aws, state_key);
     let main = t
         .render("tenant/main.tf.tera", &ctx)
         .context("cannot render tenant root")?;
-    let mut vars = provider_vars(cfg);
+    let mut vars = provider_vars(aws);
     let map: BTreeMap<&str, &TenantInputs> =
         tenants.iter().map(|i| (i.tenant_id.as_str(), i)).collect();
     vars.insert("tenants".into(), serde_json::to_value(map)?);
@@ -378,14 +386,14 @@ pub fn tenant_root(cfg: &Config, state_key: &str, tenants: &[TenantInputs]) -> R
 }
 
 /// Renders the platform root.
-pub fn platform_root(cfg: &Config) -> Result<RootFiles> {
+pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
     let t = tera();
-    let ctx = header_context(cfg, "platform.tfstate");
+    let ctx = header_context(cfg, aws, "platform.tfstate");
     let main = t
         .render("platform/main.tf.tera", &ctx)
         .context("cannot render platform root")?;
     let p = &cfg.platform;
-    let mut vars = provider_vars(cfg);
+    let mut vars = provider_vars(aws);
     vars.insert(
         "platform".into(),
         serde_json::json!({
@@ -430,7 +438,12 @@ pub fn modules_digest() -> String {
 pub fn render_tenant(ws: &Workspace, spec: &TenantSpec, opts: RenderOptions) -> Result<PathBuf> {
     let platform = platform_values(ws)?;
     let inputs = TenantInputs::build(&ws.config, &platform, spec, opts)?;
-    let files = tenant_root(&ws.config, &state_key(&spec.id), &[inputs])?;
+    let files = tenant_root(
+        &ws.config,
+        &ws.config.aws.effective(),
+        &state_key(&spec.id),
+        &[inputs],
+    )?;
     write_modules(ws)?;
     let dir = ws.root_dir(&spec.id);
     files.write(&dir)?;
@@ -445,6 +458,86 @@ pub fn state_key(id: &TenantId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::Tier;
+
+    fn fixture() -> (Config, PlatformValues) {
+        let mut cfg: Config = toml::from_str(&Config::template(true)).unwrap();
+        cfg.database.port = Some(5432);
+        let platform = PlatformValues {
+            hosted_zone_id: Some("Z0TEST".into()),
+            cluster_arn: Some("arn:aws:ecs:us-east-1:123456789012:cluster/t".into()),
+            vpc_id: Some("vpc-1".into()),
+            subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
+            service_security_group_ids: vec!["sg-1".into()],
+            ..Default::default()
+        }
+        .merged_over(&PlatformValues::default());
+        (cfg.clone(), cfg.platform.merged_over(&platform))
+    }
+
+    fn emulator() -> AwsSettings {
+        AwsSettings {
+            region: Some("us-east-1".into()),
+            profile: None,
+            endpoint_url: Some("http://127.0.0.1:5000".into()),
+        }
+    }
+
+    fn render(id: &str, tier: Tier, cfg: &Config, aws: &AwsSettings) -> RootFiles {
+        let (_, platform) = fixture();
+        let spec = TenantSpec {
+            id: TenantId::parse(id).unwrap(),
+            tier,
+        };
+        let inputs = TenantInputs::build(cfg, &platform, &spec, RenderOptions::default()).unwrap();
+        tenant_root(cfg, aws, &state_key(&spec.id), &[inputs]).unwrap()
+    }
+
+    #[test]
+    fn snapshot_rendered_roots_per_tier() {
+        let (cfg, _) = fixture();
+        for (id, tier) in [
+            ("initech", Tier::Starter),
+            ("globex", Tier::Growth),
+            ("acme-corp", Tier::Enterprise),
+        ] {
+            let root = render(id, tier, &cfg, &emulator());
+            insta::assert_snapshot!(format!("{id}_tfvars"), root.files["terraform.tfvars.json"]);
+        }
+        let root = render("initech", Tier::Starter, &cfg, &emulator());
+        insta::assert_snapshot!("emulator_main_tf", root.files["main.tf"]);
+        insta::assert_snapshot!("variables_tf", root.files["variables.tf"]);
+    }
+
+    #[test]
+    fn snapshot_s3_backend_and_real_aws() {
+        let (mut cfg, _) = fixture();
+        cfg.state.backend = Backend::S3;
+        cfg.state.bucket = Some("state-bucket".into());
+        cfg.state.key_prefix = Some("teams/${evil}".into());
+        let real = AwsSettings {
+            region: Some("eu-west-1".into()),
+            profile: Some("platform".into()),
+            endpoint_url: None,
+        };
+        let root = render("initech", Tier::Starter, &cfg, &real);
+        insta::assert_snapshot!("s3_backend_main_tf", root.files["main.tf"]);
+        assert!(root.files["main.tf"].contains("teams/$${evil}/tenants/initech.tfstate"));
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_user_strings_stay_in_json() {
+        let (cfg, _) = fixture();
+        let a = render("acme-corp", Tier::Enterprise, &cfg, &emulator());
+        let b = render("acme-corp", Tier::Enterprise, &cfg, &emulator());
+        assert_eq!(a, b);
+        assert_eq!(a.digest(), b.digest());
+        // The id appears in HCL nowhere: only in the tfvars JSON.
+        assert!(!a.files["main.tf"].contains("acme-corp"));
+        assert!(a.files["terraform.tfvars.json"].contains("\"acme-corp\""));
+        let c = render("globex", Tier::Growth, &cfg, &emulator());
+        assert_ne!(a.digest(), c.digest());
+    }
 
     #[test]
     fn hcl_string_escapes_interpolation_and_quotes() {

@@ -94,11 +94,18 @@ fn status_word(s: CheckStatus) -> &'static str {
 
 /// Renders checks in the chosen format. Human and Markdown show every failing check with
 /// expected vs actual, and one line per clean tenant; JSON carries every check.
-pub fn render_checks(format: crate::context::OutputFormat, checks: &[Check], tenants: &[String]) -> String {
+pub fn render_checks(
+    format: crate::context::OutputFormat,
+    checks: &[Check],
+    tenants: &[String],
+) -> String {
     use crate::context::OutputFormat;
     use std::fmt::Write;
     let verdict = verdict(checks);
-    let failing: Vec<&Check> = checks.iter().filter(|c| c.status != CheckStatus::Pass).collect();
+    let failing: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .collect();
     let clean: Vec<&String> = tenants
         .iter()
         .filter(|t| !failing.iter().any(|c| &c.tenant == *t))
@@ -140,9 +147,23 @@ pub fn render_checks(format: crate::context::OutputFormat, checks: &[Check], ten
             }
         }
         OutputFormat::Human => {
-            let w = checks.iter().map(|c| c.tenant.len()).max().unwrap_or(6).max(6);
-            let cw = checks.iter().map(|c| c.check.len()).max().unwrap_or(5).max(5);
-            let _ = writeln!(out, "{:<w$}  {:<cw$}  {:<6}  EXPECTED / ACTUAL", "TENANT", "CHECK", "STATUS");
+            let w = checks
+                .iter()
+                .map(|c| c.tenant.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            let cw = checks
+                .iter()
+                .map(|c| c.check.len())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            let _ = writeln!(
+                out,
+                "{:<w$}  {:<cw$}  {:<6}  EXPECTED / ACTUAL",
+                "TENANT", "CHECK", "STATUS"
+            );
             for c in checks {
                 if c.status == CheckStatus::Pass {
                     continue;
@@ -178,7 +199,13 @@ mod tests {
     fn verdict_and_formats() {
         let checks = vec![
             Check::new("a", "x.y", "1", "1", true),
-            Check::new("b", "iam.task_role.s3_resources", "only tenants/b/*", "tenants/*", false),
+            Check::new(
+                "b",
+                "iam.task_role.s3_resources",
+                "only tenants/b/*",
+                "tenants/*",
+                false,
+            ),
         ];
         assert_eq!(exit_code(&checks), 3);
         assert_eq!(exit_code(&checks[..1]), 0);
@@ -189,7 +216,10 @@ mod tests {
         assert_eq!(json["checks"][1]["status"], "fail");
         assert_eq!(json["checks"][1]["tenant"], "b");
         let md = render_checks(OutputFormat::Markdown, &checks, &tenants);
-        assert!(md.contains("| `b` | `iam.task_role.s3_resources` | FAIL |"), "{md}");
+        assert!(
+            md.contains("| `b` | `iam.task_role.s3_resources` | FAIL |"),
+            "{md}"
+        );
         let human = render_checks(OutputFormat::Human, &checks, &tenants);
         assert!(human.contains("iam.task_role.s3_resources"), "{human}");
         assert!(human.contains("a "), "{human}");

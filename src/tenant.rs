@@ -415,7 +415,15 @@ mod tests {
 
     #[test]
     fn accepts_good_ids() {
-        for id in ["acme-corp", "globex", "initech", "a", "a1", "x-1-y", "acme2"] {
+        for id in [
+            "acme-corp",
+            "globex",
+            "initech",
+            "a",
+            "a1",
+            "x-1-y",
+            "acme2",
+        ] {
             assert_eq!(TenantId::parse(id).unwrap().as_str(), id);
         }
     }
@@ -474,7 +482,9 @@ mod tests {
             prof.validate(*t).unwrap();
         }
         assert_eq!(
-            p.iter().map(|x| x.rate_limit_per_minute).collect::<Vec<_>>(),
+            p.iter()
+                .map(|x| x.rate_limit_per_minute)
+                .collect::<Vec<_>>(),
             [100, 1_000, 10_000]
         );
         assert_eq!(
@@ -492,10 +502,7 @@ mod tests {
         let p = Tier::Starter.default_profile().with_override(&o);
         assert_eq!(p.rate_limit_per_minute, 250);
         assert_eq!(p.cpu, 256);
-        let bad = TierProfile {
-            memory: 3000,
-            ..p
-        };
+        let bad = TierProfile { memory: 3000, ..p };
         assert!(bad.validate(Tier::Starter).unwrap_err().contains("Fargate"));
     }
 }

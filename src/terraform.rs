@@ -77,11 +77,13 @@ impl std::fmt::Display for ChangeSummary {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     pub destroy: bool,
     /// Seconds to wait for a held state lock.
     pub lock_timeout: u64,
+    /// Resource addresses to replace (`-replace=ADDR`).
+    pub replace: Vec<String>,
 }
 
 /// One Terraform working directory and how to run Terraform in it.
@@ -157,7 +159,10 @@ impl Terraform {
     pub async fn init(&self) -> Result<()> {
         self.progress.set_message("init");
         let r = self
-            .run(&["init", "-input=false", "-no-color", "-reconfigure"], false)
+            .run(
+                &["init", "-input=false", "-no-color", "-reconfigure"],
+                false,
+            )
             .await?;
         self.check(&r, "terraform init")?;
         Ok(())
@@ -168,6 +173,11 @@ impl Terraform {
     pub async fn plan(&self, opts: PlanOptions) -> Result<ChangeSummary> {
         self.progress.set_message("plan");
         let lock = format!("-lock-timeout={}s", opts.lock_timeout);
+        let replace: Vec<String> = opts
+            .replace
+            .iter()
+            .map(|a| format!("-replace={a}"))
+            .collect();
         let mut args = vec![
             "plan",
             "-input=false",
@@ -179,6 +189,7 @@ impl Terraform {
         if opts.destroy {
             args.push("-destroy");
         }
+        args.extend(replace.iter().map(String::as_str));
         let r = self.run(&args, true).await?;
         match r.code {
             0 => Ok(ChangeSummary::default()),
@@ -221,6 +232,7 @@ impl Terraform {
             .plan(PlanOptions {
                 destroy: true,
                 lock_timeout,
+                replace: Vec::new(),
             })
             .await?;
         if pending.is_empty() {

@@ -48,12 +48,19 @@ struct Checks {
 }
 
 impl Checks {
-    fn add(&mut self, name: &str, expected: impl Into<String>, actual: impl Into<String>, pass: bool) {
+    fn add(
+        &mut self,
+        name: &str,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+        pass: bool,
+    ) {
         self.out
             .push(Check::new(&self.tenant, name, expected, actual, pass));
     }
     fn error(&mut self, name: &str, expected: impl Into<String>, err: impl std::fmt::Display) {
-        self.out.push(Check::error(&self.tenant, name, expected, err));
+        self.out
+            .push(Check::error(&self.tenant, name, expected, err));
     }
     fn missing(&mut self, name: &str, expected: impl Into<String>) {
         self.add(name, expected, "missing", false);
@@ -124,7 +131,11 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
             if is_not_found(&e) {
                 return c.missing("ecs.task_definition", format!("family {family}"));
             }
-            return c.error("ecs.task_definition", format!("family {family}"), describe(&e));
+            return c.error(
+                "ecs.task_definition",
+                format!("family {family}"),
+                describe(&e),
+            );
         }
     };
     c.add(
@@ -134,7 +145,12 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
         td.family() == Some(family.as_str()),
     );
     let cpu = inputs.cpu.to_string();
-    c.add("ecs.task_definition.cpu", &cpu, td.cpu().unwrap_or("none"), td.cpu() == Some(cpu.as_str()));
+    c.add(
+        "ecs.task_definition.cpu",
+        &cpu,
+        td.cpu().unwrap_or("none"),
+        td.cpu() == Some(cpu.as_str()),
+    );
     let mem = inputs.memory.to_string();
     c.add(
         "ecs.task_definition.memory",
@@ -188,7 +204,12 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
         }
     }
     let want = expected_env(inputs);
-    c.add("ecs.task_definition.env", fmt_map(&want), fmt_map(&env), env == want);
+    c.add(
+        "ecs.task_definition.env",
+        fmt_map(&want),
+        fmt_map(&env),
+        env == want,
+    );
 
     let prefix = format!(":secret:{}", inputs.tenant_id.secret_prefix());
     let scoped = !secrets.is_empty()
@@ -198,7 +219,10 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
     let has_db = secrets.iter().any(|(n, _)| n == "DATABASE_SECRET");
     c.add(
         "ecs.task_definition.secrets",
-        format!("DATABASE_SECRET and every valueFrom an ARN under secret:{}", inputs.tenant_id.secret_prefix()),
+        format!(
+            "DATABASE_SECRET and every valueFrom an ARN under secret:{}",
+            inputs.tenant_id.secret_prefix()
+        ),
         secrets
             .iter()
             .map(|(n, f)| format!("{n}={f}"))
@@ -298,7 +322,12 @@ async fn role_policies(aws: &AwsClients, role: &str) -> Result<Vec<(String, Valu
 }
 
 /// Fetches a role; a missing role is recorded as drift and yields None.
-async fn get_role(aws: &AwsClients, name: &str, check: &str, c: &mut Checks) -> Option<aws_sdk_iam::types::Role> {
+async fn get_role(
+    aws: &AwsClients,
+    name: &str,
+    check: &str,
+    c: &mut Checks,
+) -> Option<aws_sdk_iam::types::Role> {
     match aws.iam.get_role().role_name(name).send().await {
         Ok(out) => match out.role {
             Some(r) => Some(r),
@@ -324,7 +353,12 @@ async fn task_role(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     let Some(role) = get_role(aws, &name, "iam.task_role", c).await else {
         return;
     };
-    c.add("iam.task_role", format!("role {name}"), format!("role {}", role.role_name()), true);
+    c.add(
+        "iam.task_role",
+        format!("role {name}"),
+        format!("role {}", role.role_name()),
+        true,
+    );
     trust_check(&role, "iam.task_role.trust", c);
 
     let docs = match role_policies(aws, &name).await {
@@ -422,7 +456,12 @@ fn trust_check(role: &aws_sdk_iam::types::Role, check: &str, c: &mut Checks) {
             c.add(check, "Service:ecs-tasks.amazonaws.com only", who, ok);
         }
         Some(Err(e)) => c.error(check, "Service:ecs-tasks.amazonaws.com only", e),
-        None => c.add(check, "Service:ecs-tasks.amazonaws.com only", "no trust policy", false),
+        None => c.add(
+            check,
+            "Service:ecs-tasks.amazonaws.com only",
+            "no trust policy",
+            false,
+        ),
     }
 }
 
@@ -431,7 +470,12 @@ async fn execution_role(aws: &AwsClients, id: &TenantId, c: &mut Checks) {
     let Some(role) = get_role(aws, &name, "iam.execution_role", c).await else {
         return;
     };
-    c.add("iam.execution_role", format!("role {name}"), format!("role {}", role.role_name()), true);
+    c.add(
+        "iam.execution_role",
+        format!("role {name}"),
+        format!("role {}", role.role_name()),
+        true,
+    );
     trust_check(&role, "iam.execution_role.trust", c);
     let docs = match role_policies(aws, &name).await {
         Ok(d) => d,
@@ -463,16 +507,17 @@ async fn execution_role(aws: &AwsClients, id: &TenantId, c: &mut Checks) {
     c.add(
         "iam.execution_role.secrets_scope",
         format!("secrets only under secret:{}", id.secret_prefix()),
-        if seen.is_empty() { "no secret access".to_string() } else { seen.join(",") },
+        if seen.is_empty() {
+            "no secret access".to_string()
+        } else {
+            seen.join(",")
+        },
         ok && !seen.is_empty(),
     );
 }
 
 async fn secret(aws: &AwsClients, name: &str, c: &mut Checks) {
-    let check = format!(
-        "secrets.{}",
-        name.rsplit('/').next().unwrap_or(name)
-    );
+    let check = format!("secrets.{}", name.rsplit('/').next().unwrap_or(name));
     match aws.secrets.describe_secret().secret_id(name).send().await {
         Ok(d) => {
             let current = d
@@ -487,7 +532,12 @@ async fn secret(aws: &AwsClients, name: &str, c: &mut Checks) {
             } else {
                 "exists, no current version".to_string()
             };
-            c.add(&check, format!("{name} exists, has a current version"), actual, current && !deleted);
+            c.add(
+                &check,
+                format!("{name} exists, has a current version"),
+                actual,
+                current && !deleted,
+            );
         }
         Err(e) => {
             let e = e.into_service_error();
@@ -501,7 +551,11 @@ async fn secret(aws: &AwsClients, name: &str, c: &mut Checks) {
 }
 
 async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
-    let fqdn = format!("{}.{}.", inputs.tenant_id.dns_label(), inputs.domain.trim_end_matches('.'));
+    let fqdn = format!(
+        "{}.{}.",
+        inputs.tenant_id.dns_label(),
+        inputs.domain.trim_end_matches('.')
+    );
     let want_target = inputs.dns_target.name.trim_end_matches('.').to_string();
     let expected = match &inputs.dns_target.zone_id {
         Some(_) => format!("{fqdn} A alias {want_target}"),
@@ -517,7 +571,13 @@ async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
         .await;
     let out = match res {
         Ok(o) => o,
-        Err(e) => return c.error("route53.record", expected, describe(&e.into_service_error())),
+        Err(e) => {
+            return c.error(
+                "route53.record",
+                expected,
+                describe(&e.into_service_error()),
+            );
+        }
     };
     let mut found = Vec::new();
     for rr in out.resource_record_sets() {
@@ -526,10 +586,18 @@ async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
         }
         let kind = rr.r#type().as_str().to_string();
         if let Some(alias) = rr.alias_target() {
-            found.push(format!("{} {kind} alias {}", rr.name(), alias.dns_name().trim_end_matches('.')));
+            found.push(format!(
+                "{} {kind} alias {}",
+                rr.name(),
+                alias.dns_name().trim_end_matches('.')
+            ));
         } else {
             for v in rr.resource_records() {
-                found.push(format!("{} {kind} {}", rr.name(), v.value().trim_end_matches('.')));
+                found.push(format!(
+                    "{} {kind} {}",
+                    rr.name(),
+                    v.value().trim_end_matches('.')
+                ));
             }
         }
     }
@@ -537,8 +605,10 @@ async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
         return c.missing("route53.record", expected);
     }
     let pass = found.iter().any(|f| {
-        f.trim_end_matches('.').eq_ignore_ascii_case(expected.trim_end_matches('.'))
-            || f.replace(". ", " ").eq_ignore_ascii_case(&expected.replace(". ", " "))
+        f.trim_end_matches('.')
+            .eq_ignore_ascii_case(expected.trim_end_matches('.'))
+            || f.replace(". ", " ")
+                .eq_ignore_ascii_case(&expected.replace(". ", " "))
     });
     c.add("route53.record", expected, found.join(","), pass);
 }
@@ -577,7 +647,12 @@ async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     let enc = db.storage_encrypted().unwrap_or(false);
     c.add("rds.instance.encrypted", "true", enc.to_string(), enc);
     let kms = db.kms_key_id().unwrap_or("");
-    c.add("rds.instance.kms_key", "a customer KMS key", if kms.is_empty() { "none" } else { kms }, !kms.is_empty());
+    c.add(
+        "rds.instance.kms_key",
+        "a customer KMS key",
+        if kms.is_empty() { "none" } else { kms },
+        !kms.is_empty(),
+    );
     let dp = db.deletion_protection().unwrap_or(false);
     c.add(
         "rds.instance.deletion_protection",
@@ -598,20 +673,28 @@ async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
         .await;
     match res {
         Ok(out) => {
-            let svc = out
-                .services()
-                .iter()
-                .find(|s| s.service_name() == Some(name.as_str()) && s.status() != Some("INACTIVE"));
+            let svc = out.services().iter().find(|s| {
+                s.service_name() == Some(name.as_str()) && s.status() != Some("INACTIVE")
+            });
             match svc {
                 Some(s) => {
                     let td = s.task_definition().unwrap_or("");
                     let ok = td.contains(&format!(":task-definition/{name}:"));
-                    c.add("ecs.service", format!("service {name} running family {name}"), format!("service {name} running {td}"), ok);
+                    c.add(
+                        "ecs.service",
+                        format!("service {name} running family {name}"),
+                        format!("service {name} running {td}"),
+                        ok,
+                    );
                 }
                 None => c.missing("ecs.service", format!("service {name}")),
             }
         }
-        Err(e) => c.error("ecs.service", format!("service {name}"), describe(&e.into_service_error())),
+        Err(e) => c.error(
+            "ecs.service",
+            format!("service {name}"),
+            describe(&e.into_service_error()),
+        ),
     }
 }
 
@@ -632,6 +715,9 @@ mod tests {
     #[test]
     fn policies_are_url_decoded() {
         let raw = "%7B%22Statement%22%3A%5B%5D%7D";
-        assert_eq!(decode_policy(raw).unwrap(), serde_json::json!({"Statement": []}));
+        assert_eq!(
+            decode_policy(raw).unwrap(),
+            serde_json::json!({"Statement": []})
+        );
     }
 }

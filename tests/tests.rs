@@ -1,4 +1,9 @@
 //! One integration-test binary; modules grouped by topic. Shared servers (moto,
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
+mod bad_input;
+mod fleet;
+mod interrupt;
+mod lifecycle;
+mod render;
 mod support;

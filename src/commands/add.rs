@@ -34,9 +34,18 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
     svc.inputs(&spec, RenderOptions::default())?;
 
     ctx.ws.write_tenant(&spec)?;
-    ctx.info(format!("{}: applying tier `{}` ({} isolation)", spec.id, spec.tier, spec.tier.isolation()));
+    ctx.info(format!(
+        "{}: applying tier `{}` ({} isolation)",
+        spec.id,
+        spec.tier,
+        spec.tier.isolation()
+    ));
     let bar = crate::fleet::Bars::new(ctx, 1, "add");
-    let tbar = if ctx.progress { bar.tenant(&spec.id) } else { ProgressBar::hidden() };
+    let tbar = if ctx.progress {
+        bar.tenant(&spec.id)
+    } else {
+        ProgressBar::hidden()
+    };
     let opts = ApplyOptions {
         lock_timeout: args.lock_timeout,
         refresh: true,
@@ -46,8 +55,9 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
     tbar.finish_and_clear();
     bar.finish();
     let (outcome, checks) = res?;
-    if let Some(c) = outcome.changes {
-        ctx.info(format!("{}: applied ({c})", spec.id));
+    match outcome.changes {
+        Some(c) if !c.is_empty() => ctx.info(format!("{}: applied ({c})", spec.id)),
+        _ => ctx.info(format!("{}: no changes, already up to date", spec.id)),
     }
     print!(
         "{}",

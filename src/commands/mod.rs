@@ -47,7 +47,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
     if let Some(0) = cli.parallelism {
         anyhow::bail!("invalid --parallelism 0: must be at least 1");
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let ctx = Ctx {
         ws: Arc::new(ws),
         output: cli.output,

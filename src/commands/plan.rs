@@ -25,12 +25,17 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
                 .plan(PlanOptions {
                     destroy: false,
                     lock_timeout: args.lock_timeout,
+                    replace: Vec::new(),
                 })
                 .await?;
             // The saved plan is not applied by `plan`; do not leave it behind.
             let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
             Ok(StepOutcome {
-                status: if changes.is_empty() { Status::Unchanged } else { Status::Changed },
+                status: if changes.is_empty() {
+                    Status::Unchanged
+                } else {
+                    Status::Changed
+                },
                 changes: Some(changes),
                 detail: None,
             })

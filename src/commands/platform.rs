@@ -14,7 +14,7 @@ use crate::terraform::{PlanOptions, Terraform};
 
 pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
     let ws = &ctx.ws;
-    let files = render::platform_root(&ws.config)?;
+    let files = render::platform_root(&ws.config, &ws.config.aws.effective())?;
     render::write_modules(ws)?;
     let dir = ws.platform_dir();
     files.write(&dir)?;
@@ -50,10 +50,12 @@ pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
             }
             let out = tf.output_json().await?;
             let values = platform_values_from_outputs(&out)?;
-            write_atomic(
-                &ws.platform_outputs_file(),
-                &serde_json::to_vec_pretty(&values)?,
-            )?;
+            let bytes = serde_json::to_vec_pretty(&values)?;
+            write_atomic(&ws.platform_outputs_file(), &bytes)?;
+            let aws = crate::aws::AwsClients::new(&ws.config.aws).await;
+            crate::records::RecordStore::new(ws, Some(&aws))?
+                .put_platform(&bytes)
+                .await?;
             ctx.info(format!(
                 "platform: applied; outputs recorded in `{}`",
                 ws.platform_outputs_file().display()
@@ -85,7 +87,11 @@ pub fn platform_values_from_outputs(out: &serde_json::Value) -> Result<PlatformV
     let list = |k: &str| -> Vec<String> {
         p.get(k)
             .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let target = p.get("dns_target");

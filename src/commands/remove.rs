@@ -38,6 +38,7 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
             .plan(PlanOptions {
                 destroy: false,
                 lock_timeout: args.lock_timeout,
+                replace: Vec::new(),
             })
             .await?;
         if !pending.is_empty() {
@@ -69,7 +70,9 @@ fn confirm(id: &TenantId) -> Result<()> {
             "refusing to remove tenant `{id}` without confirmation: stdin is not a terminal\nhint: pass `--yes` in non-interactive runs"
         );
     }
-    eprint!("This destroys every resource of tenant `{id}`, its database objects included.\nType the tenant id to confirm: ");
+    eprint!(
+        "This destroys every resource of tenant `{id}`, its database objects included.\nType the tenant id to confirm: "
+    );
     std::io::stderr().flush()?;
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;

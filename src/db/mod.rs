@@ -1,14 +1,438 @@
-//! placeholder (temporary stub by the lead so the crate compiles; the database work replaces this file)
-use anyhow::Result;
-use crate::config::Config;
-use crate::report::Check;
-use crate::workspace::TenantSpec;
-#[derive(Clone, serde::Deserialize)]
-pub struct DbSecret { pub password: String }
-pub struct Database;
+//! Database isolation per tier, and migrations across every tenant.
+//!
+//! Each tier's isolation lives in one PostgreSQL construct, built by [`provision`] and
+//! checked by [`verify`]:
+//!
+//! - starter (pool): shared tables in schema `pool`, row-level security enabled and
+//!   forced, a policy bound to the tenant's own login (see [`sql`] for why a session
+//!   variable alone is not enough);
+//! - growth (bridge): schema `tenant_<id>` in the shared database, reachable by the
+//!   tenant's role only, `search_path` pinned to it;
+//! - enterprise (silo): a dedicated database (the tenant's RDS instance; against the
+//!   emulator, database `tenant_<id>` on `[database] local_silo`), laid out like a bridge.
+//!
+//! A *target* is one place migrations run: the pool schema (once, for all starter
+//! tenants), each bridge schema, each silo database. [`migrate`] plans every target with a
+//! few queries, then applies pending migrations one transaction each, with bounded
+//! parallelism and a fleet-wide advisory lock. The admin login comes from the environment
+//! (`TENANTCTL_DATABASE_URL` unless the config names another variable); tenants' logins
+//! come from their Secrets Manager entries and are never printed.
+
+pub mod connect;
+pub mod ident;
+pub mod migrate;
+pub mod migrations;
+pub mod provision;
+pub mod sql;
+pub mod verify;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::aws::AwsClients;
+use crate::config::{Config, DatabaseConfig};
+use crate::tenant::{Isolation, TenantId, Tier, TierProfile};
+use crate::workspace::{TenantSpec, Workspace};
+
+pub use connect::Endpoint;
+pub use migrate::{MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus};
+pub use migrations::{Migration, MigrationSet};
+
+/// A database secret as AWS stores them (`engine`, `host`, `port`, `dbname`, `username`,
+/// `password`), plus `schema` for bridge tenants. The application and AWS tooling read
+/// it as is. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSecret {
+    pub engine: String,
+    pub host: String,
+    #[serde(deserialize_with = "port_number_or_string")]
+    pub port: u16,
+    pub dbname: String,
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for DbSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbSecret")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+/// Some AWS tools write the port as a string.
+fn port_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        N(u16),
+        S(String),
+    }
+    match Port::deserialize(d)? {
+        Port::N(n) => Ok(n),
+        Port::S(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom("port is not a number")),
+    }
+}
+
+impl DbSecret {
+    /// Connects with exactly what the secret holds.
+    pub fn endpoint(&self, source: impl Into<String>) -> Endpoint {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .dbname(&self.dbname)
+            .user(&self.username)
+            .password(&self.password);
+        Endpoint::new(config, source)
+    }
+}
+
+/// The Secrets Manager name of a tenant's database secret.
+pub fn secret_name(id: &TenantId) -> String {
+    format!("{}db", id.secret_prefix())
+}
+
+/// The Secrets Manager name of a silo tenant's RDS master login.
+pub fn admin_secret_name(id: &TenantId) -> String {
+    format!("{}db-admin", id.secret_prefix())
+}
+
+/// Where a target's schema lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// The shared database (pool and bridge).
+    Shared,
+    /// A dedicated database, reached with the admin login for it.
+    Silo(Endpoint),
+    /// A dedicated database tenantctl cannot reach (no admin login); the reason.
+    Unavailable(String),
+}
+
+/// One place migrations run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `pool`, or the tenant id.
+    pub name: String,
+    pub tier: Tier,
+    pub isolation: Isolation,
+    pub schema: String,
+    pub tenant: Option<TenantId>,
+    pub location: Location,
+}
+
+/// The admin side of the platform's PostgreSQL.
+#[derive(Clone)]
+pub struct Database {
+    admin: Endpoint,
+    settings: DatabaseConfig,
+    profiles: BTreeMap<Tier, TierProfile>,
+    migrations_dir: PathBuf,
+    aws: Option<AwsClients>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.admin.label())
+    }
+}
+
+/// The admin URL's variable is unset or empty: callers (and tests) branch on this.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database admin credential is missing: environment variable `{var}` is not set\nhint: export {var}=postgresql://USER:PASSWORD@HOST:PORT/DBNAME (the variable is named by `[database] admin_url_env`; the URL is never stored in the config file)"
+)]
+pub struct MissingAdminUrl {
+    pub var: String,
+}
+
 impl Database {
-    pub fn from_config(_c: &Config) -> Result<Database> { Ok(Database) }
-    pub async fn provision(&self, _s: &TenantSpec, _x: &DbSecret) -> Result<()> { Ok(()) }
-    pub async fn deprovision(&self, _s: &TenantSpec) -> Result<()> { Ok(()) }
-    pub async fn verify(&self, _s: &TenantSpec, _x: &DbSecret) -> Vec<Check> { vec![] }
+    /// Reads the admin URL from the environment variable the config names. Relative
+    /// `migrations_dir` is resolved against the current directory; prefer
+    /// [`from_workspace`](Self::from_workspace), which resolves it against the work dir.
+    pub fn from_config(cfg: &Config) -> Result<Database> {
+        Database::build(cfg, cfg.database.migrations_dir.clone())
+    }
+
+    pub fn from_workspace(ws: &Workspace) -> Result<Database> {
+        Database::build(&ws.config, ws.migrations_dir())
+    }
+
+    fn build(cfg: &Config, migrations_dir: PathBuf) -> Result<Database> {
+        let var = cfg.database.admin_url_env.clone();
+        let url = match std::env::var(&var) {
+            Ok(v) if !v.trim().is_empty() => v,
+            Ok(_) | Err(std::env::VarError::NotPresent) => {
+                return Err(MissingAdminUrl { var }.into());
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("environment variable `{var}` (the database admin URL) is not valid UTF-8")
+            }
+        };
+        let source = format!("the admin URL in `{var}`");
+        let config = connect::parse_url(&url, &format!("environment variable `{var}`"))?;
+        if config.get_user().is_none() {
+            bail!(
+                "the admin URL in `{var}` names no user\nhint: postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+            );
+        }
+        let profiles = Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect();
+        Ok(Database {
+            admin: Endpoint::new(config, source),
+            settings: cfg.database.clone(),
+            profiles,
+            migrations_dir,
+            aws: None,
+        })
+    }
+
+    /// Lets the database side read a silo tenant's `tenants/<id>/db-admin` secret when
+    /// its dedicated database is a real RDS instance.
+    pub fn with_aws(mut self, aws: AwsClients) -> Database {
+        self.aws = Some(aws);
+        self
+    }
+
+    pub fn with_migrations_dir(mut self, dir: impl Into<PathBuf>) -> Database {
+        self.migrations_dir = dir.into();
+        self
+    }
+
+    pub fn admin(&self) -> &Endpoint {
+        &self.admin
+    }
+
+    pub fn settings(&self) -> &DatabaseConfig {
+        &self.settings
+    }
+
+    pub fn migrations_dir(&self) -> &Path {
+        &self.migrations_dir
+    }
+
+    pub(crate) fn profile(&self, tier: Tier) -> TierProfile {
+        self.profiles
+            .get(&tier)
+            .cloned()
+            .unwrap_or_else(|| tier.default_profile())
+    }
+
+    /// The admin login for a silo tenant's dedicated database: the local mapping, the
+    /// given `db-admin` secret, or that secret read from Secrets Manager.
+    pub async fn silo_admin(&self, id: &TenantId, given: Option<&DbSecret>) -> Result<Endpoint> {
+        if let Some(local) = &self.settings.local_silo {
+            let mut ep = self
+                .admin
+                .with_server(&local.host, local.port, &id.pg_name());
+            ep.source = format!("{} mapped by `[database] local_silo`", self.admin.source);
+            return Ok(ep);
+        }
+        let name = admin_secret_name(id);
+        if let Some(secret) = given {
+            return Ok(secret.endpoint(format!("secret `{name}`")));
+        }
+        let Some(aws) = &self.aws else {
+            bail!(
+                "the dedicated database of tenant `{id}` needs its admin login from secret `{name}`, and no AWS clients were given"
+            );
+        };
+        let secret: DbSecret = aws.secret_json(&name).await?;
+        Ok(secret.endpoint(format!("secret `{name}`")))
+    }
+
+    /// The targets of `specs`: the pool once if any tenant is a starter, then every
+    /// bridge and silo tenant, sorted by tenant id.
+    pub async fn targets(
+        &self,
+        specs: &[TenantSpec],
+        silo_admins: &BTreeMap<TenantId, DbSecret>,
+    ) -> Vec<Target> {
+        let mut specs: Vec<&TenantSpec> = specs.iter().collect();
+        specs.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::new();
+        if specs.iter().any(|s| s.tier.isolation() == Isolation::Pool) {
+            out.push(pool_target());
+        }
+        for spec in specs {
+            match spec.tier.isolation() {
+                Isolation::Pool => {}
+                Isolation::Bridge => out.push(tenant_target(spec, Location::Shared)),
+                Isolation::Silo => {
+                    let location = match self.silo_admin(&spec.id, silo_admins.get(&spec.id)).await
+                    {
+                        Ok(ep) => Location::Silo(ep),
+                        Err(e) => Location::Unavailable(format!("{e:#}")),
+                    };
+                    out.push(tenant_target(spec, location));
+                }
+            }
+        }
+        out
+    }
+
+    /// The target holding `spec`'s data.
+    pub async fn target_of(
+        &self,
+        spec: &TenantSpec,
+        silo_admin: Option<&DbSecret>,
+    ) -> Result<Target> {
+        Ok(match spec.tier.isolation() {
+            Isolation::Pool => pool_target(),
+            Isolation::Bridge => tenant_target(spec, Location::Shared),
+            Isolation::Silo => tenant_target(
+                spec,
+                Location::Silo(self.silo_admin(&spec.id, silo_admin).await?),
+            ),
+        })
+    }
+
+    /// Checks a tenant's secret names what provisioning will build, before anything is
+    /// changed. Errors name the field, never the password.
+    fn check_secret(&self, spec: &TenantSpec, secret: &DbSecret) -> Result<()> {
+        let name = secret_name(&spec.id);
+        let role = spec.id.pg_name();
+        if secret.engine != "postgres" {
+            bail!(
+                "secret `{name}` has engine `{}`, expected `postgres`",
+                secret.engine
+            );
+        }
+        if secret.username != role {
+            bail!(
+                "secret `{name}` names user `{}`, expected `{role}`: the pool policy and the grants are bound to the login role `tenant_<id>`",
+                secret.username
+            );
+        }
+        if secret.password.is_empty() {
+            bail!("secret `{name}` has an empty password");
+        }
+        let expected_schema = match spec.tier.isolation() {
+            Isolation::Bridge => Some(role.as_str()),
+            _ => None,
+        };
+        if let (Some(want), got) = (expected_schema, secret.schema.as_deref())
+            && got != Some(want)
+        {
+            bail!(
+                "secret `{name}` has schema {}, expected `{want}`",
+                got.map(|g| format!("`{g}`"))
+                    .unwrap_or_else(|| "missing".into())
+            );
+        }
+        if spec.tier.isolation() != Isolation::Silo && secret.dbname != self.admin.dbname() {
+            bail!(
+                "secret `{name}` names database `{}`, but {} connects to `{}`: tenants would not find their tables",
+                secret.dbname,
+                self.admin.source,
+                self.admin.dbname()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn pool_target() -> Target {
+    Target {
+        name: "pool".into(),
+        tier: Tier::Starter,
+        isolation: Isolation::Pool,
+        schema: sql::POOL_SCHEMA.into(),
+        tenant: None,
+        location: Location::Shared,
+    }
+}
+
+fn tenant_target(spec: &TenantSpec, location: Location) -> Target {
+    Target {
+        name: spec.id.to_string(),
+        tier: spec.tier,
+        isolation: spec.tier.isolation(),
+        schema: spec.id.pg_name(),
+        tenant: Some(spec.id.clone()),
+        location,
+    }
+}
+
+/// Any error as one line without the password of `secret`, in case a lower layer echoed
+/// it (none should; this is the last guard before text reaches a terminal or a file).
+pub(crate) fn scrub(text: String, secret: &str) -> String {
+    if secret.len() >= 4 && text.contains(secret) {
+        text.replace(secret, "<redacted>")
+    } else {
+        text
+    }
+}
+
+pub(crate) fn err_scrub(e: anyhow::Error, secret: &str) -> anyhow::Error {
+    anyhow!(scrub(format!("{e:#}"), secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> DbSecret {
+        DbSecret {
+            engine: "postgres".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            dbname: "app".into(),
+            username: "tenant_acme".into(),
+            password: "correct horse battery".into(),
+            schema: Some("tenant_acme".into()),
+        }
+    }
+
+    #[test]
+    fn secret_debug_redacts_the_password() {
+        let shown = format!("{:?}", secret());
+        assert!(!shown.contains("correct horse"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn secret_json_is_the_aws_shape() {
+        let json = serde_json::to_value(secret()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "engine": "postgres", "host": "127.0.0.1", "port": 5432, "dbname": "app",
+                "username": "tenant_acme", "password": "correct horse battery",
+                "schema": "tenant_acme"
+            })
+        );
+        // Pool and silo secrets have no schema; AWS tools may add fields and quote the port.
+        let s: DbSecret = serde_json::from_str(
+            r#"{"engine":"postgres","host":"h","port":"5433","dbname":"d","username":"u","password":"p","dbInstanceIdentifier":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.port, 5433);
+        assert_eq!(s.schema, None);
+        assert!(!serde_json::to_string(&s).unwrap().contains("schema"));
+    }
+
+    #[test]
+    fn scrub_removes_a_leaked_password() {
+        assert_eq!(
+            scrub(
+                "failed: correct horse battery".into(),
+                "correct horse battery"
+            ),
+            "failed: <redacted>"
+        );
+    }
 }

@@ -30,13 +30,19 @@ variable "data_bucket" {
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the VPC; the private subnets are its /24s number 0 and 1, the public ones (load balancer only) 100 and 101."
+  description = "CIDR block of the VPC; the private subnets are its /24s number 0 and 1, the public ones (load balancer or NAT gateway only) 100 and 101."
   type        = string
   default     = "10.42.0.0/16"
 }
 
 variable "create_load_balancer" {
   description = "Create an internet-facing ALB (in two public subnets with an internet gateway) as the tenants' DNS target. When false the DNS target is dns_target_name, a CNAME target."
+  type        = bool
+  default     = true
+}
+
+variable "create_nat_gateway" {
+  description = "Create one NAT gateway (in a public subnet) so that tasks in the private subnets can pull images and reach AWS APIs. Without it, provide VPC endpoints yourself."
   type        = bool
   default     = true
 }
@@ -69,10 +75,4 @@ variable "tags" {
   description = "Tags added to every taggable resource (on top of ManagedBy)."
   type        = map(string)
   default     = {}
-}
-
-variable "create_nat_gateway" {
-  description = "Create one NAT gateway (in a public subnet) so that tasks in the private subnets can pull images and reach AWS APIs. Without it, provide VPC endpoints yourself."
-  type        = bool
-  default     = true
 }

@@ -1,0 +1,110 @@
+//! Bad input is one clear error naming the value and the rule, before any file is
+//! written, any Terraform run or any AWS call. The work dir points AWS at a closed port
+//! and Terraform at a binary that does not exist, so either would fail loudly.
+
+use crate::support::Workdir;
+
+fn snapshot(ws: &Workdir) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = ws.all_files().into_iter().map(|(p, _)| p).collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn bad_tenant_ids_are_refused_before_anything_happens() {
+    let ws = Workdir::offline();
+    let before = snapshot(&ws);
+    let too_long = "a".repeat(53);
+    let cases: &[(&str, &str)] = &[
+        ("ACME", "only lowercase ASCII letters"),
+        ("acme_corp", "only lowercase ASCII letters"),
+        ("-acme", "must start with a lowercase letter"),
+        ("acme-", "must not end with `-`"),
+        ("a--b", "must not contain `--`"),
+        ("acme${x}", "only lowercase ASCII letters"),
+        ("acme\"", "only lowercase ASCII letters"),
+        ("acme/..", "only lowercase ASCII letters"),
+        ("аcme", "only lowercase ASCII letters"), // Cyrillic а
+        ("acmе", "only lowercase ASCII letters"), // Cyrillic е
+        ("ａcme", "only lowercase ASCII letters"), // fullwidth a
+        (
+            &too_long,
+            "too long (at most 52, so that IAM role `tenant-<id>-exec` fits in 64)",
+        ),
+        ("www", "reserved name"),
+        ("", "tenant id is empty"),
+    ];
+    for (id, rule) in cases {
+        let r = ws.tenantctl(&["add", id, "--tier", "starter"]);
+        r.assert_code(1);
+        let err = r.stderr();
+        assert!(
+            err.contains(rule),
+            "id {id:?}: expected rule {rule:?}\n{}",
+            r.dump()
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one line of error for {id:?}\n{}",
+            r.dump()
+        );
+        assert!(err.starts_with("error: "), "{}", r.dump());
+        assert!(r.stdout().is_empty(), "{}", r.dump());
+    }
+    assert_eq!(snapshot(&ws), before, "a bad id wrote files");
+    assert!(
+        !ws.path().join(".tenantctl").exists(),
+        "a bad id created .tenantctl"
+    );
+}
+
+#[test]
+fn bad_ids_are_refused_by_every_command() {
+    let ws = Workdir::offline();
+    for args in [
+        vec!["remove", "Bad_Id", "--yes"],
+        vec!["verify", "Bad_Id"],
+        vec!["plan", "Bad_Id"],
+        vec!["apply", "Bad_Id"],
+        vec!["render", "Bad_Id"],
+    ] {
+        let r = ws.tenantctl(&args);
+        r.assert_code(1);
+        assert!(
+            r.stderr().contains("invalid tenant id `Bad_Id`"),
+            "{}",
+            r.dump()
+        );
+    }
+    let r = ws.tenantctl(&["add", "acme", "--tier", "gold"]);
+    assert_eq!(r.code(), 2, "clap usage error\n{}", r.dump());
+    assert!(r.stderr().contains("gold"), "{}", r.dump());
+    assert!(!ws.path().join("tenants/acme.toml").exists());
+}
+
+#[test]
+fn bad_config_and_missing_platform_values_fail_before_writing() {
+    let ws = Workdir::offline();
+    ws.edit_config(
+        "[terraform]",
+        "[tiers.starter]\nmemory = 3000\n\n[terraform]",
+    );
+    let r = ws.tenantctl(&["add", "acme", "--tier", "starter"]);
+    r.assert_code(1);
+    assert!(
+        r.stderr().contains("not a valid Fargate task size"),
+        "{}",
+        r.dump()
+    );
+    assert!(!ws.path().join("tenants/acme.toml").exists());
+
+    let ws = Workdir::offline();
+    let mut ws = ws;
+    ws.set_env("TENANTCTL_DATABASE_URL", "postgres://admin@127.0.0.1:9/app");
+    // No platform applied and no [platform] hosted_zone_id: refused before any write.
+    let r = ws.tenantctl(&["add", "acme", "--tier", "starter"]);
+    r.assert_code(1);
+    assert!(r.stderr().contains("hosted_zone_id"), "{}", r.dump());
+    assert!(!ws.path().join("tenants/acme.toml").exists());
+}

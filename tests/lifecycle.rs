@@ -1,0 +1,273 @@
+//! End to end with real Terraform against a real moto server (and PostgreSQL for the
+//! database side): add → verify → add again → remove, per tier, with every resource read
+//! back through the AWS CLI, not only through tenantctl's own verify.
+
+use crate::support::{Workdir, unique};
+use serde_json::Value;
+
+fn role_policy_doc(ws: &Workdir, role: &str) -> Value {
+    let names = ws
+        .aws(&["iam", "list-role-policies", "--role-name", role])
+        .unwrap();
+    let name = names["PolicyNames"][0].as_str().unwrap().to_string();
+    let p = ws
+        .aws(&[
+            "iam",
+            "get-role-policy",
+            "--role-name",
+            role,
+            "--policy-name",
+            &name,
+        ])
+        .unwrap();
+    p["PolicyDocument"].clone()
+}
+
+fn secret_value(ws: &Workdir, name: &str) -> String {
+    let s = ws
+        .aws(&["secretsmanager", "get-secret-value", "--secret-id", name])
+        .unwrap();
+    s["SecretString"].as_str().unwrap().to_string()
+}
+
+/// No secret value may appear in state, rendered files, logs, stdout or stderr.
+fn assert_no_secret_anywhere(
+    ws: &Workdir,
+    outputs: &[&crate::support::Run],
+    secret_names: &[String],
+) {
+    let mut needles = Vec::new();
+    for name in secret_names {
+        let v: Value = serde_json::from_str(&secret_value(ws, name)).unwrap();
+        let pw = v["password"].as_str().unwrap().to_string();
+        assert!(pw.len() >= 16, "password of {name} too short");
+        needles.push(pw);
+    }
+    let files = ws.all_files();
+    assert!(
+        files.iter().any(|(p, _)| p.ends_with("terraform.tfstate")),
+        "no state file found to check"
+    );
+    for (path, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        for n in &needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "a secret value is in {}",
+                path.display()
+            );
+        }
+    }
+    for run in outputs {
+        for n in &needles {
+            assert!(
+                !run.stdout().contains(n.as_str()) && !run.stderr().contains(n.as_str()),
+                "a secret value is in the output of {}",
+                run.cmd
+            );
+        }
+    }
+}
+
+#[test]
+fn starter_tenant_lifecycle() {
+    let ws = Workdir::new().with_database();
+    let id = unique("lc-starter");
+    let add = ws.tenantctl(&["add", &id, "--tier", "starter"]);
+    add.assert_code(0);
+    let spec = std::fs::read_to_string(ws.path().join(format!("tenants/{id}.toml"))).unwrap();
+    assert!(spec.contains("tier = \"starter\""), "{spec}");
+
+    // Read back independently.
+    let role = ws
+        .aws(&["iam", "get-role", "--role-name", &format!("tenant-{id}")])
+        .unwrap();
+    let trust = role["Role"]["AssumeRolePolicyDocument"].to_string();
+    assert!(trust.contains("ecs-tasks.amazonaws.com"), "{trust}");
+    let doc = role_policy_doc(&ws, &format!("tenant-{id}")).to_string();
+    assert!(
+        doc.contains(&format!("arn:aws:s3:::tenantctl-local-data/tenants/{id}/*")),
+        "{doc}"
+    );
+    assert!(doc.contains("s3:prefix"), "{doc}");
+    let td = ws
+        .aws(&[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            &format!("tenant-{id}"),
+        ])
+        .unwrap();
+    let td = &td["taskDefinition"];
+    assert_eq!(td["cpu"], "256");
+    assert_eq!(td["memory"], "512");
+    let env = td["containerDefinitions"][0]["environment"].to_string();
+    assert!(
+        env.contains(&id) && env.contains("RATE_LIMIT_PER_MINUTE") && env.contains("\"100\""),
+        "{env}"
+    );
+    let secrets = td["containerDefinitions"][0]["secrets"].to_string();
+    assert!(
+        secrets.contains(&format!(":secret:tenants/{id}/db")),
+        "{secrets}"
+    );
+    let db_secret: Value =
+        serde_json::from_str(&secret_value(&ws, &format!("tenants/{id}/db"))).unwrap();
+    for k in ["engine", "host", "port", "dbname", "username", "password"] {
+        assert!(!db_secret[k].is_null(), "secret lacks {k}");
+    }
+    let zone = crate::support::platform_zone(&ws);
+    let records = ws
+        .aws(&[
+            "route53",
+            "list-resource-record-sets",
+            "--hosted-zone-id",
+            &zone,
+        ])
+        .unwrap()
+        .to_string();
+    assert!(
+        records.contains(&format!("{id}.tenants.test.")),
+        "{records}"
+    );
+
+    let verify = ws.tenantctl(&["verify", &id, "--output", "json"]);
+    verify.assert_code(0);
+    let v: Value = serde_json::from_str(&verify.stdout()).unwrap();
+    assert_eq!(v["status"], "pass", "{}", verify.dump());
+
+    // Converges: no changes on a rerun.
+    let again = ws.tenantctl(&["add", &id, "--tier", "starter"]);
+    again.assert_code(0);
+    assert!(again.stderr().contains("no changes"), "{}", again.dump());
+    ws.tenantctl(&["plan", &id]).assert_code(0);
+
+    assert_no_secret_anywhere(&ws, &[&add, &verify, &again], &[format!("tenants/{id}/db")]);
+
+    // Guarded: no terminal and no --yes is refused, nothing removed.
+    let refused = ws.tenantctl(&["remove", &id]);
+    refused.assert_code(1);
+    assert!(refused.stderr().contains("--yes"), "{}", refused.dump());
+    assert!(ws.path().join(format!("tenants/{id}.toml")).exists());
+
+    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
+    assert!(
+        ws.aws(&["iam", "get-role", "--role-name", &format!("tenant-{id}")])
+            .is_err()
+    );
+    assert!(
+        ws.aws(&[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            &format!("tenant-{id}")
+        ])
+        .map(|v| v["taskDefinition"]["status"] == "INACTIVE")
+        .unwrap_or(true)
+    );
+    let records = ws
+        .aws(&[
+            "route53",
+            "list-resource-record-sets",
+            "--hosted-zone-id",
+            &zone,
+        ])
+        .unwrap()
+        .to_string();
+    assert!(
+        !records.contains(&format!("{id}.tenants.test.")),
+        "record left behind"
+    );
+    assert!(
+        ws.aws(&[
+            "secretsmanager",
+            "describe-secret",
+            "--secret-id",
+            &format!("tenants/{id}/db")
+        ])
+        .is_err()
+    );
+}
+
+#[test]
+fn enterprise_tenant_lifecycle() {
+    let ws = Workdir::new().with_database();
+    let id = unique("lc-ent");
+    let add = ws.tenantctl(&["add", &id, "--tier", "enterprise"]);
+    add.assert_code(0);
+    let ident = format!("tenant-{id}");
+    let db = ws
+        .aws(&[
+            "rds",
+            "describe-db-instances",
+            "--db-instance-identifier",
+            &ident,
+        ])
+        .unwrap();
+    let inst = &db["DBInstances"][0];
+    assert_eq!(inst["StorageEncrypted"], true, "{inst}");
+    assert_eq!(inst["DeletionProtection"], true, "{inst}");
+    assert!(
+        inst["KmsKeyId"].as_str().is_some_and(|k| !k.is_empty()),
+        "{inst}"
+    );
+    let cluster = crate::support::platform_value(&ws, "cluster_arn");
+    let svc = ws
+        .aws(&[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            &cluster,
+            "--services",
+            &ident,
+        ])
+        .unwrap();
+    assert_eq!(svc["services"][0]["serviceName"], ident.as_str(), "{svc}");
+    let td = ws
+        .aws(&[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            &ident,
+        ])
+        .unwrap();
+    assert_eq!(td["taskDefinition"]["cpu"], "1024");
+
+    ws.tenantctl(&["verify", &id]).assert_code(0);
+    let again = ws.tenantctl(&["add", &id, "--tier", "enterprise"]);
+    again.assert_code(0);
+    assert!(again.stderr().contains("no changes"), "{}", again.dump());
+    assert_no_secret_anywhere(
+        &ws,
+        &[&add, &again],
+        &[format!("tenants/{id}/db"), format!("tenants/{id}/db-admin")],
+    );
+
+    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    let gone = ws.aws(&[
+        "rds",
+        "describe-db-instances",
+        "--db-instance-identifier",
+        &ident,
+    ]);
+    assert!(gone.is_err(), "RDS instance left behind: {gone:?}");
+    assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
+}
+
+#[test]
+fn changing_tier_through_add_is_refused() {
+    let ws = Workdir::offline();
+    std::fs::write(
+        ws.path().join("tenants/acme.toml"),
+        "id = \"acme\"\ntier = \"growth\"\n",
+    )
+    .unwrap();
+    let r = ws.tenantctl(&["add", "acme", "--tier", "starter"]);
+    r.assert_code(1);
+    assert!(
+        r.stderr().contains("already exists with tier `growth`"),
+        "{}",
+        r.dump()
+    );
+}
