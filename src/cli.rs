@@ -94,6 +94,7 @@ pub enum PlatformAction {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Tenant id: lowercase letters, digits and single hyphens.
+    #[arg(allow_hyphen_values = true)]
     pub id: String,
     #[arg(long, value_enum)]
     pub tier: Tier,
@@ -150,6 +151,7 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
+    #[arg(allow_hyphen_values = true)]
     pub id: String,
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]

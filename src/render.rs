@@ -303,7 +303,13 @@ fn header_context(cfg: &Config, aws: &AwsSettings, state_key: &str) -> tera::Con
     let mut ctx = tera::Context::new();
     ctx.insert("backend", &backend_ctx(cfg, aws, state_key));
     ctx.insert("emulator", &aws.endpoint_url.is_some());
-    ctx.insert("endpoint_services", ENDPOINT_SERVICES);
+    // Pre-padded so the `=` signs line up as `terraform fmt` wants.
+    let width = ENDPOINT_SERVICES.iter().map(|s| s.len()).max().unwrap_or(0);
+    let padded: Vec<String> = ENDPOINT_SERVICES
+        .iter()
+        .map(|s| format!("{s:<width$}"))
+        .collect();
+    ctx.insert("endpoint_services", &padded);
     ctx
 }
 
@@ -402,6 +408,9 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
             "data_bucket": required(&p.data_bucket, "data_bucket")?,
             "create_load_balancer": p.create_load_balancer.unwrap_or(true),
             "dns_target_name": p.dns_target_name,
+            // Against the emulator the bucket and zone may be emptied on destroy;
+            // for real they must be emptied by hand first.
+            "force_destroy": cfg.local,
         }),
     );
     let mut files = BTreeMap::new();

@@ -2,6 +2,8 @@
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
 mod bad_input;
+mod db_isolation;
+mod db_migrate;
 mod fleet;
 mod interrupt;
 mod lifecycle;

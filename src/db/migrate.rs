@@ -445,6 +445,23 @@ pub(crate) async fn lock_run(
     .into())
 }
 
+/// Releases the fleet lock taken by [`lock_run`] (closing the session would too, but not
+/// before the connection's task next runs).
+pub(crate) async fn unlock_run(client: &Client, exclusive: bool) {
+    let f = if exclusive {
+        "pg_advisory_unlock"
+    } else {
+        "pg_advisory_unlock_shared"
+    };
+    let _ = client
+        .batch_execute(&format!(
+            "SELECT {f}({}, {})",
+            sql::LOCK_CLASS,
+            sql::LOCK_RUN
+        ))
+        .await;
+}
+
 /// " (held by pid 123, `tenantctl db migrate` from 10.0.0.5 since ...)" or "".
 async fn lock_holder(client: &Client) -> String {
     let q = format!(
@@ -563,7 +580,7 @@ struct Applying {
 
 /// Applies `pending` to `target` over `client`, one transaction per migration; stops at
 /// the first failure (rolled back).
-pub(crate) async fn apply_target(
+async fn apply_target(
     client: &Client,
     target: &Target,
     pending: &[&Migration],
@@ -590,11 +607,9 @@ pub(crate) async fn apply_target(
 SET LOCAL lock_timeout = {lock_ms};
 SET LOCAL statement_timeout = {statement_ms};
 SET LOCAL search_path TO {schema};
-SELECT pg_advisory_xact_lock({class}, hashtext({key}));
-{create_ledger}SELECT 'applied' FROM {ledger} WHERE version = {version};",
+{lock}{create_ledger}SELECT 'applied' FROM {ledger} WHERE version = {version};",
             schema = ident(&target.schema),
-            class = sql::TARGET_LOCK_CLASS,
-            key = literal(&target.schema),
+            lock = sql::target_lock(&target.schema),
             create_ledger = if has_ledger {
                 String::new()
             } else {
@@ -934,6 +949,7 @@ impl Database {
             _ => self.admin.connect(purpose).await?,
         };
         record_status(&recorder, &rows).await?;
+        unlock_run(&recorder, true).await;
         Ok(MigrateReport {
             latest: set.latest().map(|m| m.version),
             targets: reports,

@@ -297,13 +297,11 @@ pub fn transaction_control(sql: &str) -> Vec<(usize, String)> {
                 if words.len() <= 2 && atomic_depth == 0 {
                     let first = words[0].as_str();
                     let second = words.get(1).map(String::as_str);
-                    let bad = match (first, second) {
-                        ("COMMIT" | "ROLLBACK" | "ABORT" | "END", None) => true,
-                        ("BEGIN", None) => true,
-                        ("START", Some("TRANSACTION")) => true,
-                        ("PREPARE", Some("TRANSACTION")) => true,
-                        _ => false,
-                    };
+                    let bad = matches!(
+                        (first, second),
+                        ("COMMIT" | "ROLLBACK" | "ABORT" | "END" | "BEGIN", None)
+                            | ("START" | "PREPARE", Some("TRANSACTION"))
+                    );
                     if bad && !found.iter().any(|(l, _)| *l == first_line) {
                         let shown = match second {
                             Some(s) => format!("{first} {s}"),

@@ -118,7 +118,7 @@ pub enum Location {
     /// The shared database (pool and bridge).
     Shared,
     /// A dedicated database, reached with the admin login for it.
-    Silo(Endpoint),
+    Silo(Box<Endpoint>),
     /// A dedicated database tenantctl cannot reach (no admin login); the reason.
     Unavailable(String),
 }
@@ -183,12 +183,25 @@ impl Database {
                 bail!("environment variable `{var}` (the database admin URL) is not valid UTF-8")
             }
         };
-        let source = format!("the admin URL in `{var}`");
-        let config = connect::parse_url(&url, &format!("environment variable `{var}`"))?;
+        Database::with_admin_url(
+            cfg,
+            &url,
+            &format!("the admin URL in `{var}`"),
+            migrations_dir,
+        )
+    }
+
+    /// Builds from an admin URL given directly (tests, embedding); `source` says where
+    /// it came from in error messages. The CLI always reads it from the environment.
+    pub fn with_admin_url(
+        cfg: &Config,
+        url: &str,
+        source: &str,
+        migrations_dir: PathBuf,
+    ) -> Result<Database> {
+        let config = connect::parse_url(url, source)?;
         if config.get_user().is_none() {
-            bail!(
-                "the admin URL in `{var}` names no user\nhint: postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-            );
+            bail!("{source} names no user\nhint: postgresql://USER:PASSWORD@HOST:PORT/DBNAME");
         }
         let profiles = Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect();
         Ok(Database {
@@ -274,7 +287,7 @@ impl Database {
                 Isolation::Silo => {
                     let location = match self.silo_admin(&spec.id, silo_admins.get(&spec.id)).await
                     {
-                        Ok(ep) => Location::Silo(ep),
+                        Ok(ep) => Location::Silo(Box::new(ep)),
                         Err(e) => Location::Unavailable(format!("{e:#}")),
                     };
                     out.push(tenant_target(spec, location));
@@ -295,7 +308,7 @@ impl Database {
             Isolation::Bridge => tenant_target(spec, Location::Shared),
             Isolation::Silo => tenant_target(
                 spec,
-                Location::Silo(self.silo_admin(&spec.id, silo_admin).await?),
+                Location::Silo(Box::new(self.silo_admin(&spec.id, silo_admin).await?)),
             ),
         })
     }

@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::db::connect::{Endpoint, PgContext, describe, execute_secret};
 use crate::db::ident::{ident, literal};
-use crate::db::migrate::{ensure_control, lock_run, record_status, setup_tx};
+use crate::db::migrate::{ensure_control, lock_run, record_status, setup_tx, unlock_run};
 use crate::db::migrations::MigrationSet;
 use crate::db::{Database, DbSecret, Location, err_scrub, sql};
 use crate::tenant::Isolation;
@@ -77,11 +77,20 @@ impl Database {
                         is_super,
                     ));
                     body.push_str(&sql::grant_connect(&role));
+                    // The post-migration step again, so a rerun repairs drift (RLS
+                    // switched off, grants widened) even when no migration is pending.
+                    body.push_str(&sql::target_lock(&target.schema));
                     if spec.tier.isolation() == Isolation::Pool {
                         body.push_str(&sql::pool_membership(&role));
+                        body.push_str(&sql::pool_after_migration());
                     } else {
                         body.push_str(&sql::leave_pool(&role));
                         body.push_str(&sql::tenant_schema(&target.schema, &role));
+                        body.push_str(&sql::tenant_after_migration(
+                            &target.schema,
+                            &role,
+                            spec.id.as_str(),
+                        ));
                     }
                     setup_tx(&shared, &body)
                         .await
@@ -117,7 +126,13 @@ impl Database {
                     body.push_str(&sql::leave_pool(&role));
                     body.push_str(&sql::silo_database_lockdown());
                     body.push_str(&sql::grant_connect(&role));
+                    body.push_str(&sql::target_lock(&target.schema));
                     body.push_str(&sql::tenant_schema(&target.schema, &role));
+                    body.push_str(&sql::tenant_after_migration(
+                        &target.schema,
+                        &role,
+                        spec.id.as_str(),
+                    ));
                     setup_tx(&silo, &body).await.with_context(|| {
                         format!("cannot set up role `{role}` on {}", ep.label())
                     })?;
@@ -129,8 +144,9 @@ impl Database {
         .await;
         // The last error per target is what `db status` shows; provisioning migrates too.
         let error = result.as_ref().err().map(|e| format!("{e:#}"));
-        record_status(&shared, &[(target.name.clone(), target.tier, error)]).await?;
-        result
+        let recorded = record_status(&shared, &[(target.name.clone(), target.tier, error)]).await;
+        unlock_run(&shared, false).await;
+        result.and(recorded)
     }
 
     /// Removes the tenant's database side after Terraform destroyed its resources: its
@@ -182,6 +198,7 @@ impl Database {
         if spec.tier.isolation() != Isolation::Pool {
             forget_target(&shared, spec.id.as_str()).await?;
         }
+        unlock_run(&shared, false).await;
         Ok(())
     }
 }

@@ -48,6 +48,15 @@ pub const LOCK_RUN: i32 = 1;
 pub const LOCK_SETUP: i32 = 2;
 pub const TARGET_LOCK_CLASS: i32 = 0x7463_746d;
 
+/// The transaction-level lock a target's migrations take; provisioning takes it too
+/// before touching the target's tables.
+pub fn target_lock(schema: &str) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock({TARGET_LOCK_CLASS}, hashtext({}));\n",
+        literal(schema)
+    )
+}
+
 /// Shared objects in the shared database. Runs under the setup lock.
 pub fn control_setup() -> String {
     format!(

@@ -133,7 +133,7 @@ impl Database {
         };
         let admin_ep = match &target.location {
             Location::Shared => self.admin.clone(),
-            Location::Silo(ep) => ep.clone(),
+            Location::Silo(ep) => (**ep).clone(),
             Location::Unavailable(why) => {
                 c.error(
                     &format!("{prefix}.admin"),

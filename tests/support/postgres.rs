@@ -1,0 +1,455 @@
+//! A throwaway PostgreSQL cluster for the test binary, and work dirs pointed at it.
+//!
+//! The cluster is started once (initdb + pg_ctl on a free loopback port, in a temp dir)
+//! the first time a test asks for it, and stopped by an `atexit` hook when the test
+//! binary exits, so nothing depends on a server left running. Each test gets its own
+//! database (its "shared database"); roles are cluster-wide, so tests use distinct tenant
+//! ids. Password authentication (SCRAM) is on, so tenant logins really are checked.
+//!
+//! initdb refuses to run as root: then the temp dir is handed to the `postgres` user and
+//! initdb/pg_ctl run through `runuser -u postgres --`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tenantctl::config::Config;
+use tenantctl::db::{Database, DbSecret};
+use tenantctl::tenant::{TenantId, Tier};
+use tenantctl::workspace::TenantSpec;
+
+pub const SUPERUSER: &str = "postgres";
+/// The superuser's password: has a quote and a percent sign, so URL encoding is exercised.
+pub const SUPERUSER_PASSWORD: &str = "adm'n%pw";
+
+pub struct Cluster {
+    pub port: u16,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The cluster of this test binary, started on first use.
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let c = Cluster::start(&["-c", "fsync=off", "-c", "synchronous_commit=off"]);
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        c
+    })
+}
+
+extern "C" fn stop_at_exit() {
+    if let Some(c) = CLUSTER.get() {
+        c.stop();
+    }
+}
+
+/// Where initdb and pg_ctl live: PATH first, then Debian's versioned directory.
+fn pg_bin_dir() -> PathBuf {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        && out.status.success()
+    {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if let Some(dir) = std::fs::canonicalize(&p)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
+            return dir;
+        }
+    }
+    for v in ["17", "16", "15", "14"] {
+        let dir = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"));
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "initdb not found: the database tests start their own PostgreSQL. Install PostgreSQL 15 (e.g. `apt-get install postgresql-15`) so that `initdb` and `pg_ctl` are on PATH"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam returns a pointer into static storage or NULL; read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "running as root, but there is no `postgres` user to run initdb as"
+    );
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+impl Cluster {
+    /// initdb + pg_ctl start. `server_opts` are extra `postgres` options (`-c k=v`).
+    pub fn start(server_opts: &[&str]) -> Cluster {
+        let bin = pg_bin_dir();
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        let dir = tempfile::Builder::new()
+            .prefix("tenantctl-pg-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        if as_postgres {
+            let (uid, gid) = postgres_ids();
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+        }
+        let data = dir.join("data");
+        let mut c = Cluster {
+            port: 0,
+            dir: dir.clone(),
+            bin,
+            as_postgres,
+        };
+        let out = c.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                SUPERUSER,
+                &format!("--pwfile={}", pwfile.display()),
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        assert!(out.status.success(), "initdb failed:\n{}", dump(&out));
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut opts = format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=400",
+                dir.display()
+            );
+            for o in server_opts {
+                opts.push(' ');
+                opts.push_str(o);
+            }
+            let out = c.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    dir.join("server.log").to_str().unwrap(),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    &opts,
+                    "start",
+                ],
+            );
+            if out.status.success() {
+                c.port = port;
+                return c;
+            }
+            last = format!(
+                "{}\n{}",
+                dump(&out),
+                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+            );
+        }
+        panic!("pg_ctl start failed:\n{last}");
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+    }
+
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// A URL for `user` on `db`, password percent-encoded.
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "postgresql://{}:{}@127.0.0.1:{}/{}",
+            urlencoding::encode(user),
+            urlencoding::encode(password),
+            self.port,
+            urlencoding::encode(db)
+        )
+    }
+
+    pub fn admin_url(&self, db: &str) -> String {
+        self.url(SUPERUSER, SUPERUSER_PASSWORD, db)
+    }
+
+    pub async fn admin(&self, db: &str) -> tokio_postgres::Client {
+        connect(&self.admin_url(db)).await
+    }
+
+    /// A new, empty database named after `label`, unique in this cluster.
+    pub async fn create_database(&self, label: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("t{}_{label}", N.fetch_add(1, Ordering::SeqCst));
+        let c = self.admin("postgres").await;
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        name
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    try_connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+pub async fn try_connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn dump(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A work dir (`tenantctl.toml`, `tenants/`, `migrations/`) whose shared database is a
+/// fresh database of the test cluster, with local silos on the same cluster.
+pub struct DbWorkDir {
+    pub dir: tempfile::TempDir,
+    pub dbname: String,
+    pub port: u16,
+    admin_url: String,
+}
+
+impl DbWorkDir {
+    /// With the repository's example migrations.
+    pub async fn new(label: &str) -> DbWorkDir {
+        let w = DbWorkDir::empty(label).await;
+        for f in ["0001_accounts.sql", "0002_projects.sql"] {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(f);
+            std::fs::copy(&src, w.migrations().join(f)).unwrap();
+        }
+        w
+    }
+
+    /// With an empty `migrations/`.
+    pub async fn empty(label: &str) -> DbWorkDir {
+        DbWorkDir::empty_on(cluster(), label).await
+    }
+
+    /// On a given cluster (the benchmark starts its own, with default durability).
+    pub async fn empty_on(c: &Cluster, label: &str) -> DbWorkDir {
+        let dbname = c.create_database(label).await;
+        let dir = tempfile::Builder::new()
+            .prefix("tenantctl-db-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+        std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
+        std::fs::write(
+            dir.path().join("tenantctl.toml"),
+            format!(
+                r#"local = true
+
+[database]
+admin_url_env = "TENANTCTL_DATABASE_URL"
+host = "127.0.0.1"
+port = {port}
+name = "{dbname}"
+migrations_dir = "migrations"
+connection_budget = 10
+lock_timeout_ms = 5000
+statement_timeout_ms = 60000
+local_silo = {{ host = "127.0.0.1", port = {port} }}
+"#,
+                port = c.port
+            ),
+        )
+        .unwrap();
+        DbWorkDir {
+            dir,
+            admin_url: c.admin_url(&dbname),
+            dbname,
+            port: c.port,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn migrations(&self) -> PathBuf {
+        self.path().join("migrations")
+    }
+
+    pub fn admin_url(&self) -> String {
+        self.admin_url.clone()
+    }
+
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        connect(&self.admin_url()).await
+    }
+
+    pub fn write_migration(&self, file: &str, sql: &str) {
+        std::fs::write(self.migrations().join(file), sql).unwrap();
+    }
+
+    pub fn declare(&self, id: &str, tier: Tier) -> TenantSpec {
+        let spec = TenantSpec {
+            id: TenantId::parse(id).unwrap(),
+            tier,
+        };
+        std::fs::write(
+            self.path().join("tenants").join(format!("{id}.toml")),
+            spec.to_toml(),
+        )
+        .unwrap();
+        spec
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.path().join("tenantctl.toml")).unwrap()
+    }
+
+    /// The library's database handle, with the admin URL given directly (no process-wide
+    /// environment changes in a multi-threaded test binary).
+    pub fn database(&self) -> Database {
+        Database::with_admin_url(
+            &self.config(),
+            &self.admin_url(),
+            "the test admin URL",
+            self.migrations(),
+        )
+        .unwrap()
+    }
+
+    /// What Terraform would have written to `tenants/<id>/db`. The password has a quote,
+    /// a backslash and a space, to exercise escaping end to end.
+    pub fn secret(&self, spec: &TenantSpec) -> DbSecret {
+        use rand::Rng;
+        let random: String = rand::thread_rng()
+            .sample_iter(&rand::distributions::Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let role = spec.id.pg_name();
+        let silo = spec.tier == Tier::Enterprise;
+        DbSecret {
+            engine: "postgres".into(),
+            host: "127.0.0.1".into(),
+            port: self.port,
+            dbname: if silo {
+                role.clone()
+            } else {
+                self.dbname.clone()
+            },
+            username: role.clone(),
+            password: format!("p'w\\ {random}"),
+            schema: (spec.tier == Tier::Growth).then_some(role),
+        }
+    }
+
+    /// Declares and provisions a tenant through the library; returns its secret.
+    pub async fn provision(&self, id: &str, tier: Tier) -> DbSecret {
+        let spec = self.declare(id, tier);
+        let secret = self.secret(&spec);
+        self.database()
+            .provision(&spec, &secret)
+            .await
+            .unwrap_or_else(|e| panic!("provision {id}: {e:#}"));
+        secret
+    }
+
+    /// Runs the real binary in this work dir with the admin URL in the environment.
+    pub fn tenantctl(&self, args: &[&str]) -> Output {
+        self.tenantctl_env(args, &[("TENANTCTL_DATABASE_URL", Some(&self.admin_url()))])
+    }
+
+    pub fn tenantctl_env(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("TENANTCTL_DATABASE_URL")
+            .env_remove("TENANTCTL_CONFIG")
+            .env("NO_COLOR", "1")
+            .env("CI", "1");
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.output().expect("run tenantctl")
+    }
+}
+
+/// The command's output for assertion messages.
+pub fn show(args: &[&str], out: &Output) -> String {
+    format!("tenantctl {}\n{}", args.join(" "), dump(out))
+}
+
+/// Connects with exactly what a secret holds.
+pub async fn connect_secret(s: &DbSecret) -> tokio_postgres::Client {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&s.host)
+        .port(s.port)
+        .dbname(&s.dbname)
+        .user(&s.username)
+        .password(&s.password);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect as {}: {e}", s.username));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
