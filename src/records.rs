@@ -43,6 +43,9 @@ pub struct VerifyRecord {
     pub failed: Vec<String>,
 }
 
+/// Name of the shared platform outputs among the records (`platform` is a reserved id).
+const PLATFORM: &str = "platform.json";
+
 /// Where records are read and written.
 #[derive(Clone)]
 pub enum RecordStore {
@@ -76,78 +79,25 @@ impl RecordStore {
     }
 
     pub async fn get(&self, id: &TenantId) -> Result<TenantRecord> {
-        match self {
-            RecordStore::Local(dir) => {
-                let path = dir.join(format!("{id}.json"));
-                match std::fs::read_to_string(&path) {
-                    Ok(t) => serde_json::from_str(&t)
-                        .with_context(|| format!("invalid record `{}`", path.display())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Ok(TenantRecord::default())
-                    }
-                    Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
-                }
+        let name = format!("{id}.json");
+        match self.read(&name).await? {
+            Some((bytes, at)) => {
+                serde_json::from_slice(&bytes).with_context(|| format!("invalid record {at}"))
             }
-            RecordStore::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let key = format!("{prefix}/{id}.json");
-                match client.get_object().bucket(bucket).key(&key).send().await {
-                    Ok(out) => {
-                        let bytes = out
-                            .body
-                            .collect()
-                            .await
-                            .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
-                            .into_bytes();
-                        serde_json::from_slice(&bytes)
-                            .with_context(|| format!("invalid record s3://{bucket}/{key}"))
-                    }
-                    Err(e) => {
-                        let e = e.into_service_error();
-                        if e.is_no_such_key() {
-                            Ok(TenantRecord::default())
-                        } else {
-                            Err(anyhow::Error::new(e))
-                                .with_context(|| format!("cannot read s3://{bucket}/{key}"))
-                        }
-                    }
-                }
-            }
+            None => Ok(TenantRecord::default()),
         }
     }
 
     pub async fn put(&self, id: &TenantId, rec: &TenantRecord) -> Result<()> {
-        let body = serde_json::to_vec_pretty(rec)?;
-        match self {
-            RecordStore::Local(dir) => write_atomic(&dir.join(format!("{id}.json")), &body),
-            RecordStore::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let key = format!("{prefix}/{id}.json");
-                client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .body(body.into())
-                    .content_type("application/json")
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
-                    .with_context(|| format!("cannot write s3://{bucket}/{key}"))?;
-                Ok(())
-            }
-        }
+        self.write(&format!("{id}.json"), serde_json::to_vec_pretty(rec)?)
+            .await
     }
 
     pub async fn delete(&self, id: &TenantId) -> Result<()> {
+        let name = format!("{id}.json");
         match self {
             RecordStore::Local(dir) => {
-                let _ = std::fs::remove_file(dir.join(format!("{id}.json")));
+                let _ = std::fs::remove_file(dir.join(name));
                 Ok(())
             }
             RecordStore::S3 {
@@ -155,7 +105,7 @@ impl RecordStore {
                 bucket,
                 prefix,
             } => {
-                let key = format!("{prefix}/{id}.json");
+                let key = format!("{prefix}/{name}");
                 client
                     .delete_object()
                     .bucket(bucket)
@@ -171,58 +121,85 @@ impl RecordStore {
 
     /// The platform outputs, shared in team mode so every machine renders the same roots.
     pub async fn put_platform(&self, bytes: &[u8]) -> Result<()> {
-        if let RecordStore::S3 {
-            client,
-            bucket,
-            prefix,
-        } = self
-        {
-            let key = format!("{prefix}/platform.json");
-            client
-                .put_object()
-                .bucket(bucket)
-                .key(&key)
-                .body(bytes.to_vec().into())
-                .send()
-                .await
-                .map_err(|e| anyhow::Error::new(e.into_service_error()))
-                .with_context(|| format!("cannot write s3://{bucket}/{key}"))?;
+        match self {
+            RecordStore::Local(_) => Ok(()),
+            RecordStore::S3 { .. } => self.write(PLATFORM, bytes.to_vec()).await,
         }
-        Ok(())
     }
 
     /// Fetches the shared platform outputs into `path` when the local copy is missing.
     pub async fn fetch_platform(&self, path: &std::path::Path) -> Result<()> {
-        let RecordStore::S3 {
-            client,
-            bucket,
-            prefix,
-        } = self
-        else {
-            return Ok(());
-        };
-        if path.exists() {
+        if matches!(self, RecordStore::Local(_)) || path.exists() {
             return Ok(());
         }
-        let key = format!("{prefix}/platform.json");
-        match client.get_object().bucket(bucket).key(&key).send().await {
-            Ok(out) => {
-                let bytes = out
-                    .body
-                    .collect()
-                    .await
-                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
-                    .into_bytes();
-                write_atomic(path, &bytes)
-            }
-            Err(e) => {
-                let e = e.into_service_error();
-                if e.is_no_such_key() {
-                    Ok(())
-                } else {
-                    Err(anyhow::Error::new(e))
-                        .with_context(|| format!("cannot read s3://{bucket}/{key}"))
+        match self.read(PLATFORM).await? {
+            Some((bytes, _)) => write_atomic(path, &bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads one object; None when it does not exist. Also returns where it was read,
+    /// for messages.
+    async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, String)>> {
+        match self {
+            RecordStore::Local(dir) => {
+                let path = dir.join(name);
+                match std::fs::read(&path) {
+                    Ok(b) => Ok(Some((b, format!("`{}`", path.display())))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
                 }
+            }
+            RecordStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}/{name}");
+                let at = format!("s3://{bucket}/{key}");
+                match client.get_object().bucket(bucket).key(&key).send().await {
+                    Ok(out) => {
+                        let bytes = out
+                            .body
+                            .collect()
+                            .await
+                            .with_context(|| format!("cannot read {at}"))?
+                            .into_bytes();
+                        Ok(Some((bytes.to_vec(), at)))
+                    }
+                    Err(e) => {
+                        let e = e.into_service_error();
+                        if e.is_no_such_key() {
+                            Ok(None)
+                        } else {
+                            Err(anyhow::Error::new(e)).with_context(|| format!("cannot read {at}"))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&self, name: &str, body: Vec<u8>) -> Result<()> {
+        match self {
+            RecordStore::Local(dir) => write_atomic(&dir.join(name), &body),
+            RecordStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let key = format!("{prefix}/{name}");
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .body(body.into())
+                    .content_type("application/json")
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                    .with_context(|| format!("cannot write s3://{bucket}/{key}"))?;
+                Ok(())
             }
         }
     }

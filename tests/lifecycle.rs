@@ -144,6 +144,47 @@ fn starter_tenant_lifecycle() {
 
     assert_no_secret_anywhere(&ws, &[&add, &verify, &again], &[format!("tenants/{id}/db")]);
 
+    // Drift behind tenantctl's back: the DNS record deleted. Found, named, exit 3; then
+    // `apply` (no input changed, but the last verify failed) repairs it.
+    let fqdn = format!("{id}.tenants.test.");
+    let rrs = ws
+        .aws(&[
+            "route53",
+            "list-resource-record-sets",
+            "--hosted-zone-id",
+            &zone,
+        ])
+        .unwrap();
+    let rr = rrs["ResourceRecordSets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Name"] == fqdn.as_str())
+        .cloned()
+        .unwrap();
+    let change = serde_json::json!({"Changes": [{"Action": "DELETE", "ResourceRecordSet": rr}]});
+    ws.aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &zone,
+        "--change-batch",
+        &change.to_string(),
+    ])
+    .unwrap();
+    let drift = ws.tenantctl(&["verify", &id]);
+    drift.assert_code(3);
+    assert!(
+        drift
+            .stdout()
+            .lines()
+            .any(|l| l.contains("route53.record") && l.contains("FAIL")),
+        "{}",
+        drift.dump()
+    );
+    ws.tenantctl(&["apply", &id]).assert_code(0);
+    ws.tenantctl(&["verify", &id]).assert_code(0);
+
     // Guarded: no terminal and no --yes is refused, nothing removed.
     let refused = ws.tenantctl(&["remove", &id]);
     refused.assert_code(1);

@@ -1,6 +1,7 @@
 //! `tenantctl list`: id, tier, isolation, state, last apply, last verify.
 
 use anyhow::Result;
+use chrono::SecondsFormat;
 use serde::Serialize;
 
 use crate::context::{Ctx, OutputFormat};
@@ -38,8 +39,14 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             tier: spec.tier.to_string(),
             isolation: spec.tier.isolation().to_string(),
             state,
-            last_apply: rec.last_apply.as_ref().map(|a| a.at.to_rfc3339()),
-            last_verify: rec.last_verify.as_ref().map(|v| v.at.to_rfc3339()),
+            last_apply: rec
+                .last_apply
+                .as_ref()
+                .map(|a| a.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            last_verify: rec
+                .last_verify
+                .as_ref()
+                .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             verify_status: rec.last_verify.as_ref().map(|v| v.status.clone()),
         });
     }
@@ -63,12 +70,12 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         OutputFormat::Human => {
             let w = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
             println!(
-                "{:<w$}  {:<10}  {:<9}  {:<8}  {:<25}  LAST VERIFY",
+                "{:<w$}  {:<10}  {:<9}  {:<8}  {:<20}  LAST VERIFY",
                 "ID", "TIER", "ISOLATION", "STATE", "LAST APPLY"
             );
             for r in &rows {
                 println!(
-                    "{:<w$}  {:<10}  {:<9}  {:<8}  {:<25}  {}",
+                    "{:<w$}  {:<10}  {:<9}  {:<8}  {:<20}  {}",
                     r.id,
                     r.tier,
                     r.isolation,

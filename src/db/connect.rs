@@ -117,8 +117,13 @@ impl Endpoint {
 
     /// "cannot connect to PostgreSQL at user@host:port/db (origin): cause".
     pub fn connect_error(&self, e: &tokio_postgres::Error) -> anyhow::Error {
+        let hint = if self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            "\nhint: tenantctl connects without TLS for now: use sslmode=prefer or disable, or a TLS-terminating proxy"
+        } else {
+            ""
+        };
         anyhow!(
-            "cannot connect to PostgreSQL at {} ({}): {}",
+            "cannot connect to PostgreSQL at {} ({}): {}{hint}",
             self.label(),
             self.source,
             describe(e)

@@ -719,7 +719,8 @@ impl SharedConns {
     }
 }
 
-/// A report row for a target that was not (or not fully) worked on.
+/// A target's row as planning leaves it: up to date, not provisioned, unreachable, or
+/// `NotRun` until a worker takes it.
 fn report(db: &Database, t: &Target, probe: &Probe, set: &MigrationSet) -> TargetReport {
     let from = probe.applied().and_then(|a| a.keys().next_back().copied());
     let (outcome, error) = match probe {
@@ -776,9 +777,9 @@ impl Database {
     }
 
     /// Applies every pending migration to every target. `on_done` is called as each
-    /// target finishes (progress). Errors returned here stop the whole run before any
-    /// target was changed (no admin connection, lock held, edited migration); failures of
-    /// single targets are in the report.
+    /// target finishes (progress). An error returned here means no target was changed
+    /// (no admin connection, lock held, edited migration); failures of single targets
+    /// are in the report.
     pub async fn migrate(
         &self,
         targets: Vec<Target>,
@@ -944,12 +945,21 @@ impl Database {
                 _ => None,
             })
             .collect();
+        // The targets are done either way: failing to record is a warning, not an error
+        // that would hide the report.
         let recorder = match control {
-            Some(c) if !c.is_closed() => c,
-            _ => self.admin.connect(purpose).await?,
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => self.admin.connect(purpose).await,
         };
-        record_status(&recorder, &rows).await?;
-        unlock_run(&recorder, true).await;
+        match recorder {
+            Ok(c) => {
+                if let Err(e) = record_status(&c, &rows).await {
+                    tracing::warn!("{e:#}");
+                }
+                unlock_run(&c, true).await;
+            }
+            Err(e) => tracing::warn!("cannot record the migration results: {e:#}"),
+        }
         Ok(MigrateReport {
             latest: set.latest().map(|m| m.version),
             targets: reports,

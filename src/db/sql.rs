@@ -112,8 +112,10 @@ CREATE OR REPLACE FUNCTION {pool}.current_tenant() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $tenantctl$
         SELECT CASE
-            WHEN current_user::text = {prefix} || current_setting({setting}, true)
-            THEN nullif(current_setting({setting}, true), '')
+            WHEN pg_catalog.current_setting({setting}, true) OPERATOR(pg_catalog.<>) ''
+             AND CAST(current_user AS pg_catalog.text) OPERATOR(pg_catalog.=)
+                 pg_catalog.textcat({prefix}, pg_catalog.current_setting({setting}, true))
+            THEN pg_catalog.current_setting({setting}, true)
         END
     $tenantctl$;
 COMMENT ON FUNCTION {pool}.current_tenant() IS
@@ -298,6 +300,8 @@ BEGIN
 END $tenantctl$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {pool} TO {group};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {pool} TO {group};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {pool} FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {pool} TO {group};
 REVOKE ALL ON {pool}.{ledger_id} FROM {group};
 "#,
         pool_reg = reg_literal(POOL_SCHEMA),
@@ -316,7 +320,8 @@ REVOKE ALL ON {pool}.{ledger_id} FROM {group};
 /// Runs after every migration on a bridge or silo target, in the same transaction: every
 /// table carries `tenant_id text not null` and a CHECK that it equals this tenant (rows
 /// stay copyable between tiers, and `UPDATE ... SET tenant_id = 'other'` fails here as it
-/// does in the pool); the tenant's role gets DML on the tables, never on the ledger.
+/// does in the pool); the tenant's role gets DML on the tables and EXECUTE on functions
+/// (which PostgreSQL grants to PUBLIC by default: revoked), never access to the ledger.
 pub fn tenant_after_migration(schema: &str, role: &str, tenant: &str) -> String {
     let s = ident(schema);
     let r = ident(role);
@@ -348,6 +353,8 @@ BEGIN
 END $tenantctl$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {r};
 REVOKE ALL ON {s}.{ledger_id} FROM PUBLIC, {r};
 "#,
         schema_reg = reg_literal(schema),

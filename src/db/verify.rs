@@ -513,14 +513,24 @@ async fn schema_checks(
     if !others.is_empty() {
         problems.push(format!("also granted to {}", others.join(", ")));
     }
-    // Table grants: only the tenant (and the owner); the ledger not even to the tenant.
+    // Table and function grants: only the tenant (and the owner); the ledger not even to
+    // the tenant. A function without an ACL has PostgreSQL's default: EXECUTE for PUBLIC.
     let tables = admin
         .query(
-            "SELECT c.relname::text, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
-             FROM pg_class c, aclexplode(c.relacl) a
-             WHERE c.relnamespace = to_regnamespace($1) AND a.grantee <> c.relowner
-               AND (CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END <> $2
-                    OR c.relname = $3)
+            "WITH grants AS (
+                 SELECT c.relname::text AS obj, c.relowner AS owner, a.grantee
+                 FROM pg_class c, aclexplode(c.relacl) a
+                 WHERE c.relnamespace = to_regnamespace($1)
+                 UNION ALL
+                 SELECT p.proname::text || '()', p.proowner, a.grantee
+                 FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                 WHERE p.pronamespace = to_regnamespace($1)
+             )
+             SELECT obj, CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::text END
+             FROM grants
+             WHERE grantee <> owner
+               AND (CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::text END <> $2
+                    OR obj = $3)
              GROUP BY 1, 2 ORDER BY 1, 2",
             &[&ident(schema), &role, &sql::LEDGER],
         )
