@@ -13,13 +13,14 @@ work=$(mktemp -d /tmp/tenantctl-bench-fleet.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 (cd "$here" && cargo build --quiet)
 tenantctl="$here/target/debug/tenantctl"
-moto_port=$(free_port); pg_port=$(free_port); pg_dir="$work/pg"
-cleanup() { kill "${moto_pid:-0}" 2>/dev/null || true; "$here/scripts/local_postgres.sh" stop "$pg_dir"; }
+moto_port=$(free_port); pg_port=$(free_port); pg_dir=$(mktemp -d /tmp/tenantctl-bench-pg.XXXXXX)
+cleanup() { kill "${moto_pid:-0}" 2>/dev/null || true; "$here/scripts/local_postgres.sh" stop "$pg_dir"; rm -rf "$pg_dir"; }
 trap cleanup EXIT
 python3 "$here/scripts/moto_server.py" --host 127.0.0.1 --port "$moto_port" >"$work/moto.log" 2>&1 &
 moto_pid=$!
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$moto_port") 2>/dev/null && break; sleep 0.2; done
-export TENANTCTL_DATABASE_URL=$("$here/scripts/local_postgres.sh" start "$pg_dir" "$pg_port")
+TENANTCTL_DATABASE_URL=$("$here/scripts/local_postgres.sh" start "$pg_dir" "$pg_port")
+export TENANTCTL_DATABASE_URL
 printf 'provider_installation {\n  filesystem_mirror {\n    path    = "%s"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }\n  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n' "${TF_PLUGIN_MIRROR:-/opt/tf-plugins}" >"$work/terraform.rc"
 export TF_CLI_CONFIG_FILE="$work/terraform.rc" CHECKPOINT_DISABLE=1 CI=1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

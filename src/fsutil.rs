@@ -21,10 +21,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes only when the content differs, so unchanged rendered roots keep their mtime.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    if let Ok(old) = std::fs::read(path) {
-        if old == bytes {
-            return Ok(false);
-        }
+    if let Ok(old) = std::fs::read(path)
+        && old == bytes
+    {
+        return Ok(false);
     }
     write_atomic(path, bytes)?;
     Ok(true)

@@ -393,10 +393,10 @@ impl TierProfile {
     pub fn validate(&self, tier: Tier) -> Result<(), String> {
         let ok = match self.cpu {
             256 => [512, 1024, 2048].contains(&self.memory),
-            512 => (1024..=4096).contains(&self.memory) && self.memory % 1024 == 0,
-            1024 => (2048..=8192).contains(&self.memory) && self.memory % 1024 == 0,
-            2048 => (4096..=16384).contains(&self.memory) && self.memory % 1024 == 0,
-            4096 => (8192..=30720).contains(&self.memory) && self.memory % 1024 == 0,
+            512 => (1024..=4096).contains(&self.memory) && self.memory.is_multiple_of(1024),
+            1024 => (2048..=8192).contains(&self.memory) && self.memory.is_multiple_of(1024),
+            2048 => (4096..=16384).contains(&self.memory) && self.memory.is_multiple_of(1024),
+            4096 => (8192..=30720).contains(&self.memory) && self.memory.is_multiple_of(1024),
             _ => false,
         };
         if !ok {

@@ -372,18 +372,18 @@ impl Terraform {
     ) {
         match ev.kind.as_str() {
             "diagnostic" => {
-                if let Some(d) = &ev.diagnostic {
-                    if d.severity == "error" {
-                        let mut s = format!("Error: {}", d.summary);
-                        if !d.detail.is_empty() {
-                            s.push_str("\n  ");
-                            s.push_str(&d.detail.replace('\n', "\n  "));
-                        }
-                        if let Some(addr) = &d.address {
-                            s.push_str(&format!("\n  (resource {addr})"));
-                        }
-                        diagnostics.push(s);
+                if let Some(d) = &ev.diagnostic
+                    && d.severity == "error"
+                {
+                    let mut s = format!("Error: {}", d.summary);
+                    if !d.detail.is_empty() {
+                        s.push_str("\n  ");
+                        s.push_str(&d.detail.replace('\n', "\n  "));
                     }
+                    if let Some(addr) = &d.address {
+                        s.push_str(&format!("\n  (resource {addr})"));
+                    }
+                    diagnostics.push(s);
                 }
             }
             "change_summary" => {

@@ -19,16 +19,16 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
         id,
         tier: args.tier,
     };
-    if let Some(existing) = ctx.ws.read_tenant(&spec.id)? {
-        if existing.tier != spec.tier {
-            bail!(
-                "tenant `{}` already exists with tier `{}`\nhint: changing tier changes its isolation; edit `{}` and run `tenantctl apply {}`",
-                spec.id,
-                existing.tier,
-                ctx.ws.tenant_file(&spec.id).display(),
-                spec.id
-            );
-        }
+    if let Some(existing) = ctx.ws.read_tenant(&spec.id)?
+        && existing.tier != spec.tier
+    {
+        bail!(
+            "tenant `{}` already exists with tier `{}`\nhint: changing tier changes its isolation; edit `{}` and run `tenantctl apply {}`",
+            spec.id,
+            existing.tier,
+            ctx.ws.tenant_file(&spec.id).display(),
+            spec.id
+        );
     }
     let svc = Services::new(ctx, true).await?;
     svc.inputs(&spec, RenderOptions::default())?;

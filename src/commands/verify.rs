@@ -46,10 +46,10 @@ pub async fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
     let mut checks = all.into_inner().unwrap();
     // A tenant whose verification could not even start is an error check, not a silence.
     for r in &results {
-        if let Some(e) = &r.error {
-            if e != "verification failed" {
-                checks.push(Check::error(&r.tenant, "verify", "tenant verified", e));
-            }
+        if let Some(e) = &r.error
+            && e != "verification failed"
+        {
+            checks.push(Check::error(&r.tenant, "verify", "tenant verified", e));
         }
     }
     checks.sort_by(|a, b| a.tenant.cmp(&b.tenant));

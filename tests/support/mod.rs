@@ -28,12 +28,12 @@ pub fn free_port() -> u16 {
 static CHILDREN: OnceLock<Mutex<Vec<Child>>> = OnceLock::new();
 
 extern "C" fn kill_children() {
-    if let Some(children) = CHILDREN.get() {
-        if let Ok(mut list) = children.lock() {
-            for c in list.iter_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+    if let Some(children) = CHILDREN.get()
+        && let Ok(mut list) = children.lock()
+    {
+        for c in list.iter_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -267,58 +267,15 @@ impl Workdir {
     }
 }
 
-/// The shared PostgreSQL for end-to-end tests: started once per test binary with
-/// `scripts/local_postgres.sh` (scram-sha-256 on loopback), stopped at exit.
-pub struct SharedPg {
-    pub admin_url: String,
-    pub port: u16,
-}
-
-pub fn shared_pg() -> &'static SharedPg {
-    static PG: OnceLock<SharedPg> = OnceLock::new();
-    PG.get_or_init(|| {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("tenantctl-test-pg-{}-{port}", std::process::id()));
-        let script = repo_root().join("scripts/local_postgres.sh");
-        let out = Command::new(&script)
-            .args(["start", &dir.display().to_string(), &port.to_string()])
-            .output()
-            .expect("run scripts/local_postgres.sh");
-        assert!(
-            out.status.success(),
-            "cannot start PostgreSQL (install PostgreSQL 15: initdb, pg_ctl): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut stop = Command::new(&script);
-        stop.args(["stop", &dir.display().to_string()]);
-        register_stop(stop);
-        SharedPg {
-            admin_url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            port,
-        }
+/// The database the end-to-end tests' tenants share on the test binary's PostgreSQL
+/// cluster (`postgres::cluster`), created once.
+pub fn e2e_database() -> &'static str {
+    static DB: OnceLock<String> = OnceLock::new();
+    DB.get_or_init(|| {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(postgres::cluster().create_database("e2e"))
     })
-}
-
-static STOPS: OnceLock<Mutex<Vec<Command>>> = OnceLock::new();
-
-extern "C" fn run_stops() {
-    if let Some(s) = STOPS.get() {
-        if let Ok(mut list) = s.lock() {
-            for c in list.iter_mut() {
-                let _ = c.output();
-            }
-        }
-    }
-}
-
-/// Runs `cmd` when the test binary exits (stops servers that daemonize).
-pub fn register_stop(cmd: Command) {
-    let list = STOPS.get_or_init(|| {
-        unsafe { libc::atexit(run_stops) };
-        Mutex::new(Vec::new())
-    });
-    list.lock().unwrap().push(cmd);
 }
 
 /// A value from the work dir's recorded platform outputs.
@@ -339,15 +296,15 @@ impl Workdir {
     /// Points the work dir at the shared PostgreSQL: admin URL in the environment, the
     /// tenants' address (and the local silo mapping) in `tenantctl.toml`.
     pub fn with_database(mut self) -> Workdir {
-        let pg = shared_pg();
-        self.set_env("TENANTCTL_DATABASE_URL", &pg.admin_url);
+        let pg = postgres::cluster();
+        let db = e2e_database();
+        self.set_env("TENANTCTL_DATABASE_URL", &pg.admin_url(db));
         let p = self.path().join("tenantctl.toml");
         let text = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(
-            &p,
-            text.replace("port = 5432", &format!("port = {}", pg.port)),
-        )
-        .unwrap();
+        let text = text
+            .replace("port = 5432", &format!("port = {}", pg.port))
+            .replace("name = \"app\"", &format!("name = \"{db}\""));
+        std::fs::write(&p, text).unwrap();
         let migrations = self.path().join("migrations");
         std::fs::create_dir_all(&migrations).unwrap();
         for e in std::fs::read_dir(repo_root().join("migrations"))
