@@ -36,11 +36,14 @@ impl Services {
     /// admin credential) before any work starts.
     pub async fn new(ctx: &Ctx, need_db: bool) -> Result<Services> {
         let db = if need_db {
-            Some(Arc::new(Database::from_config(ctx.config())?))
+            Some(Database::from_workspace(&ctx.ws)?)
         } else {
             None
         };
         let aws = AwsClients::new(&ctx.config().aws).await;
+        // A dedicated database on real RDS is administered with its own master login,
+        // read from the tenant's `db-admin` secret.
+        let db = db.map(|d| Arc::new(d.with_aws(aws.clone())));
         let records = RecordStore::new(&ctx.ws, Some(&aws))?;
         records
             .fetch_platform(&ctx.ws.platform_outputs_file())
