@@ -269,12 +269,8 @@ fn summary_line(s: &TenantSummary) -> String {
         Status::Failed => format!(
             "{}: failed after {d}: {}",
             s.tenant,
-            s.error
-                .as_deref()
-                .unwrap_or("")
-                .lines()
-                .next()
-                .unwrap_or("")
+            // The whole error: Terraform's own diagnostics follow the first line.
+            s.error.as_deref().unwrap_or("")
         ),
         _ => {
             let mut line = format!("{}: {} in {d}", s.tenant, status_word(&s.status));
@@ -354,13 +350,7 @@ pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
                         .map(|c| c.to_string())
                         .unwrap_or_else(|| "-".into()),
                     humanize(Duration::from_millis(r.duration_ms)),
-                    r.error
-                        .as_deref()
-                        .or(r.detail.as_deref())
-                        .unwrap_or("")
-                        .lines()
-                        .next()
-                        .unwrap_or("")
+                    one_line(r.error.as_deref().or(r.detail.as_deref()).unwrap_or(""))
                 );
             }
             println!(
@@ -372,7 +362,21 @@ pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
 
 /// Markdown table cells: one line, pipes escaped.
 pub fn md_cell(s: &str) -> String {
-    s.lines().next().unwrap_or("").replace('|', "\\|")
+    one_line(s).replace('|', "\\|")
+}
+
+/// A one-line digest of a possibly multi-line error: the first line, plus the first
+/// `Error:` line of Terraform's diagnostics when the first line only names the command.
+pub fn one_line(s: &str) -> String {
+    let first = s.lines().next().unwrap_or("").trim_end_matches(':');
+    match s
+        .lines()
+        .skip(1)
+        .find(|l| l.trim_start().starts_with("Error:"))
+    {
+        Some(e) => format!("{first}: {}", e.trim()),
+        None => first.to_string(),
+    }
 }
 
 #[cfg(test)]
