@@ -95,16 +95,7 @@ pub struct Rendered {
 /// (see [`lock_digest`]) because a fresh checkout has none until `init`.
 pub fn render_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Rendered> {
     let ws = &svc.ctx.ws;
-    let inputs = svc.inputs(spec, opts)?;
-    let files = render::tenant_root(
-        &ws.config,
-        &ws.config.aws.effective(),
-        &render::state_key(&spec.id),
-        &[inputs],
-    )?;
-    render::write_modules(ws)?;
-    let dir = ws.root_dir(&spec.id);
-    files.write(&dir)?;
+    let (dir, files) = render::render_tenant(ws, spec, opts)?;
     let mut h = Sha256::new();
     h.update(spec.to_toml().as_bytes());
     h.update(serde_json::to_vec(&ws.config.profile(spec.tier))?);

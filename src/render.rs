@@ -443,8 +443,12 @@ pub fn modules_digest() -> String {
     hex::encode(h.finalize())
 }
 
-/// Renders and writes one tenant's root; returns its directory.
-pub fn render_tenant(ws: &Workspace, spec: &TenantSpec, opts: RenderOptions) -> Result<PathBuf> {
+/// Renders and writes one tenant's root; returns its directory and the files written.
+pub fn render_tenant(
+    ws: &Workspace,
+    spec: &TenantSpec,
+    opts: RenderOptions,
+) -> Result<(PathBuf, RootFiles)> {
     let platform = platform_values(ws)?;
     let inputs = TenantInputs::build(&ws.config, &platform, spec, opts)?;
     let files = tenant_root(
@@ -456,7 +460,7 @@ pub fn render_tenant(ws: &Workspace, spec: &TenantSpec, opts: RenderOptions) -> 
     write_modules(ws)?;
     let dir = ws.root_dir(&spec.id);
     files.write(&dir)?;
-    Ok(dir)
+    Ok((dir, files))
 }
 
 /// The state key of a tenant's root under the S3 backend's prefix.
@@ -472,16 +476,17 @@ mod tests {
     fn fixture() -> (Config, PlatformValues) {
         let mut cfg: Config = toml::from_str(&Config::template(true)).unwrap();
         cfg.database.port = Some(5432);
-        let platform = PlatformValues {
+        // What `platform apply` would have recorded, under the config's own values.
+        let recorded = PlatformValues {
             hosted_zone_id: Some("Z0TEST".into()),
             cluster_arn: Some("arn:aws:ecs:us-east-1:123456789012:cluster/t".into()),
             vpc_id: Some("vpc-1".into()),
             subnet_ids: vec!["subnet-a".into(), "subnet-b".into()],
             service_security_group_ids: vec!["sg-1".into()],
             ..Default::default()
-        }
-        .merged_over(&PlatformValues::default());
-        (cfg.clone(), cfg.platform.merged_over(&platform))
+        };
+        let platform = cfg.platform.merged_over(&recorded);
+        (cfg, platform)
     }
 
     fn emulator() -> AwsSettings {

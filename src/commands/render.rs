@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, sel)?;
     let mut rendered = Vec::new();
     for spec in &specs {
-        let dir = render_tenant(&ctx.ws, spec, RenderOptions::default())?;
+        let (dir, _) = render_tenant(&ctx.ws, spec, RenderOptions::default())?;
         rendered.push(serde_json::json!({"tenant": spec.id, "root": dir}));
         if ctx.output == OutputFormat::Human {
             println!("{}\t{}", spec.id, dir.display());
