@@ -470,6 +470,8 @@ async fn lock_holder(client: &Client) -> String {
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE l.locktype = 'advisory' AND l.classid = {} AND l.objid = {} AND l.objsubid = 2
            AND l.granted AND l.mode = 'ExclusiveLock'
+           -- advisory locks are per database; pg_locks shows every database's
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
          LIMIT 1",
         sql::LOCK_CLASS,
         sql::LOCK_RUN
