@@ -70,7 +70,7 @@ pub enum Command {
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
-        action: crate::commands::db::DbAction,
+        action: DbAction,
     },
 }
 
@@ -156,4 +156,31 @@ pub struct RemoveArgs {
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbAction {
+    /// Apply pending migrations to every target: the pool schema once, each bridge
+    /// schema, each silo database; each migration in its own transaction.
+    Migrate(MigrateArgs),
+    /// Per target: tier, version, pending count, state and last error.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Only the targets of these tenants (a starter tenant selects the shared pool).
+    pub ids: Vec<String>,
+    /// Stop starting new targets after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Seconds to wait for another `db migrate` run to finish (0: fail at once).
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only the targets of these tenants.
+    pub ids: Vec<String>,
 }

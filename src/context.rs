@@ -37,7 +37,7 @@ impl Ctx {
     /// A plain status line on stderr (stdout is for data).
     pub fn info(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", msg.as_ref());
+            crate::output::status_line(msg.as_ref());
         }
     }
 }

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use futures::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cli::SelectArgs;
-use crate::context::{Ctx, OutputFormat};
+use crate::context::Ctx;
+use crate::output::{Align, Progress, Report, Table};
 use crate::tenant::TenantId;
 use crate::terraform::{ChangeSummary, humanize};
 use crate::workspace::TenantSpec;
@@ -112,6 +113,17 @@ pub enum Status {
     Skipped,
 }
 
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Changed => "changed",
+            Status::Unchanged => "unchanged",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantSummary {
     pub tenant: String,
@@ -123,6 +135,9 @@ pub struct TenantSummary {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The failure was a lock held by another run (retryable, exit 4).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
 }
 
 /// What a step returns for a tenant that did not fail.
@@ -130,54 +145,6 @@ pub struct StepOutcome {
     pub status: Status,
     pub changes: Option<ChangeSummary>,
     pub detail: Option<String>,
-}
-
-pub struct Bars {
-    multi: MultiProgress,
-    total: ProgressBar,
-    enabled: bool,
-}
-
-impl Bars {
-    pub fn new(ctx: &Ctx, len: usize, verb: &str) -> Bars {
-        let multi = MultiProgress::new();
-        if !ctx.progress {
-            multi.set_draw_target(ProgressDrawTarget::hidden());
-        }
-        let total = multi.add(ProgressBar::new(len as u64));
-        total.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed_precise}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        total.set_prefix(verb.to_string());
-        Bars {
-            multi,
-            total,
-            enabled: ctx.progress,
-        }
-    }
-
-    pub fn tenant(&self, id: &TenantId) -> ProgressBar {
-        if !self.enabled {
-            return ProgressBar::hidden();
-        }
-        let bar = self
-            .multi
-            .insert_before(&self.total, ProgressBar::new_spinner());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix:>20} {elapsed:>4} {msg}")
-                .expect("valid template"),
-        );
-        bar.set_prefix(id.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    }
-
-    pub fn finish(&self) {
-        self.total.finish_and_clear();
-        let _ = self.multi.clear();
-    }
 }
 
 /// Runs `step` for each tenant with at most `ctx.parallelism` in flight. A failing
@@ -194,11 +161,11 @@ where
     F: Fn(TenantSpec, ProgressBar) -> Fut,
     Fut: Future<Output = Result<StepOutcome>>,
 {
-    let bars = Bars::new(ctx, specs.len(), verb);
+    let progress = Progress::new(ctx, specs.len(), verb);
     let stop = Arc::new(AtomicBool::new(false));
     let parallelism = ctx.parallelism.max(1);
     let step = &step;
-    let bars_ref = &bars;
+    let progress = &progress;
     let mut results: Vec<TenantSummary> = futures::stream::iter(specs)
         .map(|spec| {
             let stop = stop.clone();
@@ -217,23 +184,31 @@ where
                         duration_ms: 0,
                         detail: Some(why.into()),
                         error: None,
+                        locked: false,
                     };
                 }
-                let bar = bars_ref.tenant(&spec.id);
+                let bar = progress.item(spec.id.as_str());
                 let started = Instant::now();
                 let res = step(spec, bar.clone()).await;
                 let elapsed = started.elapsed();
                 bar.finish_and_clear();
-                bars_ref.total.inc(1);
+                progress.inc();
                 let summary = match res {
-                    Ok(o) => TenantSummary {
-                        tenant: id,
-                        status: o.status,
-                        changes: o.changes,
-                        duration_ms: elapsed.as_millis() as u64,
-                        detail: o.detail,
-                        error: None,
-                    },
+                    Ok(o) => {
+                        // A step may report a failure it handled itself (verify: drift).
+                        if o.status == Status::Failed && fail_fast {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        TenantSummary {
+                            tenant: id,
+                            status: o.status,
+                            changes: o.changes,
+                            duration_ms: elapsed.as_millis() as u64,
+                            detail: o.detail,
+                            error: None,
+                            locked: false,
+                        }
+                    }
                     Err(e) => {
                         if fail_fast {
                             stop.store(true, Ordering::SeqCst);
@@ -245,35 +220,31 @@ where
                             duration_ms: elapsed.as_millis() as u64,
                             detail: None,
                             error: Some(format!("{e:#}")),
+                            locked: crate::exit::is_lock_held(&e),
                         }
                     }
                 };
-                if !ctx.quiet {
-                    let line = summary_line(&summary);
-                    bars_ref.multi.suspend(|| eprintln!("{line}"));
-                }
+                progress.line(&summary_line(&summary));
                 summary
             }
         })
         .buffer_unordered(parallelism)
         .collect()
         .await;
-    bars.finish();
+    progress.finish();
     results.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     results
 }
 
 fn summary_line(s: &TenantSummary) -> String {
     let d = humanize(Duration::from_millis(s.duration_ms));
-    match s.status {
-        Status::Failed => format!(
-            "{}: failed after {d}: {}",
-            s.tenant,
+    match (&s.status, &s.error) {
+        (Status::Failed, Some(e)) => {
             // The whole error: Terraform's own diagnostics follow the first line.
-            s.error.as_deref().unwrap_or("")
-        ),
+            format!("{}: failed after {d}: {e}", s.tenant)
+        }
         _ => {
-            let mut line = format!("{}: {} in {d}", s.tenant, status_word(&s.status));
+            let mut line = format!("{}: {} in {d}", s.tenant, s.status.as_str());
             if let Some(c) = &s.changes {
                 line.push_str(&format!(" ({c})"));
             }
@@ -285,17 +256,9 @@ fn summary_line(s: &TenantSummary) -> String {
     }
 }
 
-fn status_word(s: &Status) -> &'static str {
-    match s {
-        Status::Changed => "changed",
-        Status::Unchanged => "unchanged",
-        Status::Failed => "failed",
-        Status::Skipped => "skipped",
-    }
-}
-
-/// Prints the final summary on stdout in the chosen format.
-pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
+/// The fleet summary of a command: one row per tenant, counts, and the JSON contract
+/// `{command, tenants, summary}`.
+pub fn summary_report(command: &str, results: &[TenantSummary]) -> Report {
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
     let (changed, unchanged, failed, skipped) = (
         count(Status::Changed),
@@ -303,79 +266,48 @@ pub fn print_summary(ctx: &Ctx, command: &str, results: &[TenantSummary]) {
         count(Status::Failed),
         count(Status::Skipped),
     );
-    match ctx.output {
-        OutputFormat::Json => {
-            let v = serde_json::json!({
-                "command": command,
-                "tenants": results,
-                "summary": {"changed": changed, "unchanged": unchanged, "failed": failed, "skipped": skipped},
-            });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-        }
-        OutputFormat::Markdown => {
-            println!("### tenantctl {command}\n");
-            println!(
-                "{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped\n"
-            );
-            println!("| tenant | result | changes | duration | detail |");
-            println!("|---|---|---|---|---|");
-            for r in results {
-                println!(
-                    "| `{}` | {} | {} | {} | {} |",
-                    r.tenant,
-                    status_word(&r.status),
-                    r.changes.map(|c| c.to_string()).unwrap_or_default(),
-                    humanize(Duration::from_millis(r.duration_ms)),
-                    md_cell(r.error.as_deref().or(r.detail.as_deref()).unwrap_or(""))
-                );
-            }
-        }
-        OutputFormat::Human => {
-            let w = results
-                .iter()
-                .map(|r| r.tenant.len())
-                .max()
-                .unwrap_or(6)
-                .max(6);
-            println!(
-                "{:<w$}  {:<9}  {:<40}  {:>8}  DETAIL",
-                "TENANT", "RESULT", "CHANGES", "TIME"
-            );
-            for r in results {
-                println!(
-                    "{:<w$}  {:<9}  {:<40}  {:>8}  {}",
-                    r.tenant,
-                    status_word(&r.status),
-                    r.changes
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    humanize(Duration::from_millis(r.duration_ms)),
-                    one_line(r.error.as_deref().or(r.detail.as_deref()).unwrap_or(""))
-                );
-            }
-            println!(
-                "{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped"
-            );
-        }
+    let mut table = Table::new(&["tenant", "result", "changes", "time", "detail"])
+        .titled(format!("tenantctl {command}"))
+        .align(3, Align::Right)
+        .code(0);
+    for r in results {
+        table.row([
+            r.tenant.clone(),
+            r.status.as_str().to_string(),
+            r.changes
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            humanize(Duration::from_millis(r.duration_ms)),
+            r.error
+                .clone()
+                .or_else(|| r.detail.clone())
+                .unwrap_or_default(),
+        ]);
     }
+    table.summary(format!(
+        "{changed} changed, {unchanged} unchanged, {failed} failed, {skipped} skipped"
+    ));
+    let json = serde_json::json!({
+        "command": command,
+        "tenants": results,
+        "summary": {"changed": changed, "unchanged": unchanged, "failed": failed, "skipped": skipped},
+    });
+    Report::new(table, json)
 }
 
-/// Markdown table cells: one line, pipes escaped.
-pub fn md_cell(s: &str) -> String {
-    one_line(s).replace('|', "\\|")
-}
-
-/// A one-line digest of a possibly multi-line error: the first line, plus the first
-/// `Error:` line of Terraform's diagnostics when the first line only names the command.
-pub fn one_line(s: &str) -> String {
-    let first = s.lines().next().unwrap_or("").trim_end_matches(':');
-    match s
-        .lines()
-        .skip(1)
-        .find(|l| l.trim_start().starts_with("Error:"))
-    {
-        Some(e) => format!("{first}: {}", e.trim()),
-        None => first.to_string(),
+/// The exit code of a fleet step: 1 if a tenant failed for any reason but a held lock,
+/// 4 if every failure was a held lock (CI retries those), else `otherwise`.
+pub fn exit_code(results: &[TenantSummary], otherwise: u8) -> u8 {
+    let failed: Vec<&TenantSummary> = results
+        .iter()
+        .filter(|r| r.status == Status::Failed)
+        .collect();
+    if failed.is_empty() {
+        otherwise
+    } else if failed.iter().all(|r| r.locked) {
+        crate::exit::LOCKED
+    } else {
+        crate::exit::ERROR
     }
 }
 

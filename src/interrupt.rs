@@ -30,8 +30,8 @@ impl Interrupt {
             }
             f.store(true, Ordering::SeqCst);
             let _ = tx.send(true);
-            eprintln!(
-                "interrupted: stopping Terraform gracefully (state is saved, locks released)"
+            crate::output::status_line(
+                "interrupted: stopping Terraform gracefully (state is saved, locks released)",
             );
             // Keep the listeners alive so further signals do not kill tenantctl before
             // its children have finished writing state.
@@ -40,7 +40,9 @@ impl Interrupt {
                     _ = int.recv() => {},
                     _ = term.recv() => {},
                 }
-                eprintln!("still stopping: waiting for Terraform to write its state");
+                crate::output::status_line(
+                    "still stopping: waiting for Terraform to write its state",
+                );
             }
         });
         Interrupt { flag, rx }

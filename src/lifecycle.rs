@@ -1,7 +1,6 @@
 //! The steps of one tenant's lifecycle, shared by `add`, `plan`, `apply`, `verify` and
 //! `remove`: render → terraform → database → verify → record.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -10,12 +9,13 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use crate::aws::AwsClients;
+use crate::config::PlatformValues;
 use crate::context::Ctx;
 use crate::db::{Database, DbSecret};
 use crate::fleet::{Status, StepOutcome};
 use crate::records::{ApplyRecord, RecordStore, VerifyRecord};
-use crate::render::{self, RenderOptions, TenantInputs};
-use crate::report::{Check, CheckStatus};
+use crate::render::{self, RenderOptions, RenderedRoot};
+use crate::report::{self, Check, CheckStatus, Verdict};
 use crate::terraform::{ChangeSummary, PlanOptions, Terraform};
 use crate::workspace::TenantSpec;
 
@@ -27,6 +27,8 @@ pub struct Services {
     /// None only for commands that never touch the database (`plan`).
     pub db: Option<Arc<Database>>,
     pub records: RecordStore,
+    /// Platform values (config over `platform apply` outputs), read once per command.
+    pub platform: PlatformValues,
     /// One timestamp per command run, naming its log files.
     pub run_id: String,
 }
@@ -48,11 +50,13 @@ impl Services {
         records
             .fetch_platform(&ctx.ws.platform_outputs_file())
             .await?;
+        let platform = render::platform_values(&ctx.ws)?;
         Ok(Services {
             ctx: ctx.clone(),
             aws,
             db,
             records,
+            platform,
             run_id: Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
         })
     }
@@ -78,33 +82,22 @@ impl Services {
         .with_progress(bar))
     }
 
-    pub fn inputs(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<TenantInputs> {
-        let platform = render::platform_values(&self.ctx.ws)?;
-        TenantInputs::build(self.ctx.config(), &platform, spec, opts)
+    /// Renders the tenant's root in memory (no file written).
+    pub fn render(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<RenderedRoot> {
+        render::render_root(&self.ctx.ws, &self.platform, spec, opts)
     }
-}
 
-/// A rendered root and the fingerprint of everything that decides what it deploys.
-pub struct Rendered {
-    pub dir: PathBuf,
-    pub fingerprint: String,
-}
+    /// Renders the tenant's root and writes it, ready for Terraform.
+    pub fn render_and_write(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<RenderedRoot> {
+        let root = self.render(spec, opts)?;
+        root.write(&self.ctx.ws)?;
+        Ok(root)
+    }
 
-/// Renders the tenant's root. The fingerprint covers the tenant file, its tier profile,
-/// the rendered root and the module contents; the provider lock is compared separately
-/// (see [`lock_digest`]) because a fresh checkout has none until `init`.
-pub fn render_tenant(svc: &Services, spec: &TenantSpec, opts: RenderOptions) -> Result<Rendered> {
-    let ws = &svc.ctx.ws;
-    let (dir, files) = render::render_tenant(ws, spec, opts)?;
-    let mut h = Sha256::new();
-    h.update(spec.to_toml().as_bytes());
-    h.update(serde_json::to_vec(&ws.config.profile(spec.tier))?);
-    h.update(files.digest().as_bytes());
-    h.update(render::modules_digest().as_bytes());
-    Ok(Rendered {
-        dir,
-        fingerprint: hex::encode(h.finalize()),
-    })
+    /// The tenant's database secret (`tenants/<id>/db`), read once per command.
+    pub async fn db_secret(&self, spec: &TenantSpec) -> Result<DbSecret> {
+        self.aws.secret_json(&spec.id.db_secret_name()).await
+    }
 }
 
 /// Digest of `.terraform.lock.hcl`, if the root has been initialised.
@@ -122,11 +115,18 @@ pub struct ApplyOptions {
 }
 
 /// Whether a tenant's inputs differ from its last successful apply.
-pub async fn is_changed(svc: &Services, spec: &TenantSpec, rendered: &Rendered) -> Result<bool> {
+pub async fn is_changed(
+    svc: &Services,
+    spec: &TenantSpec,
+    rendered: &RenderedRoot,
+) -> Result<bool> {
     let rec = svc.records.get(&spec.id).await?;
     // Drift found by the last verification is a reason to plan even with unchanged
     // inputs: that is how `verify --all` followed by `apply --all` repairs it.
-    let drifted = rec.last_verify.as_ref().is_some_and(|v| v.status != "pass");
+    let drifted = rec
+        .last_verify
+        .as_ref()
+        .is_some_and(|v| v.status != Verdict::Pass);
     Ok(drifted
         || match rec.last_apply {
             None => true,
@@ -148,7 +148,7 @@ pub async fn apply_tenant(
     opts: &ApplyOptions,
     bar: ProgressBar,
 ) -> Result<(StepOutcome, Vec<Check>)> {
-    let rendered = render_tenant(svc, spec, opts.render)?;
+    let rendered = svc.render(spec, opts.render)?;
     if !opts.refresh && !is_changed(svc, spec, &rendered).await? {
         return Ok((
             StepOutcome {
@@ -161,6 +161,7 @@ pub async fn apply_tenant(
             Vec::new(),
         ));
     }
+    rendered.write(&svc.ctx.ws)?;
     let tf = svc.terraform(spec, "apply", bar.clone())?;
     tf.init().await?;
     let pending = tf
@@ -178,7 +179,17 @@ pub async fn apply_tenant(
     };
     svc.ctx.interrupt.check()?;
     bar.set_message("database");
-    provision_db(svc, spec).await?;
+    // Read once: provisioning sets the role's password from it, verify logs in with it.
+    let secret = match &svc.db {
+        Some(db) => {
+            let secret = svc.db_secret(spec).await?;
+            db.provision(spec, &secret).await.with_context(|| {
+                format!("cannot provision the database of tenant `{}`", spec.id)
+            })?;
+            Some(secret)
+        }
+        None => None,
+    };
     svc.records
         .update(&spec.id, |r| {
             r.last_apply = Some(ApplyRecord {
@@ -190,7 +201,7 @@ pub async fn apply_tenant(
         })
         .await?;
     bar.set_message("verify");
-    let checks = verify_tenant(svc, spec, opts.render).await?;
+    let checks = verify_tenant(svc, spec, Some(&rendered), secret.as_ref()).await?;
     let status = if changes.is_empty() {
         Status::Unchanged
     } else {
@@ -223,32 +234,34 @@ async fn repairs(svc: &Services, spec: &TenantSpec) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Makes the tenant's database isolation match its secret (idempotent).
-pub async fn provision_db(svc: &Services, spec: &TenantSpec) -> Result<()> {
-    let Some(db) = &svc.db else { return Ok(()) };
-    let secret = read_db_secret(svc, spec).await?;
-    db.provision(spec, &secret)
-        .await
-        .with_context(|| format!("cannot provision the database of tenant `{}`", spec.id))
-}
-
-async fn read_db_secret(svc: &Services, spec: &TenantSpec) -> Result<DbSecret> {
-    svc.aws
-        .secret_json(&format!("{}db", spec.id.secret_prefix()))
-        .await
-}
-
-/// AWS checks plus database checks; records the result.
+/// AWS checks plus database checks; records the result. `rendered` and `secret` are
+/// reused when the caller has them already (apply), read once here otherwise.
 pub async fn verify_tenant(
     svc: &Services,
     spec: &TenantSpec,
-    opts: RenderOptions,
+    rendered: Option<&RenderedRoot>,
+    secret: Option<&DbSecret>,
 ) -> Result<Vec<Check>> {
-    let inputs = svc.inputs(spec, opts)?;
-    let mut checks = crate::verify::verify_aws(&svc.aws, &inputs).await;
+    let owned;
+    let rendered = match rendered {
+        Some(r) => r,
+        None => {
+            owned = svc.render(spec, RenderOptions::default())?;
+            &owned
+        }
+    };
+    let mut checks = crate::verify::verify_aws(&svc.aws, &rendered.inputs).await;
     if let Some(db) = &svc.db {
-        match read_db_secret(svc, spec).await {
-            Ok(secret) => checks.extend(db.verify(spec, &secret).await),
+        let read;
+        let secret = match secret {
+            Some(s) => Ok(s),
+            None => {
+                read = svc.db_secret(spec).await;
+                read.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))
+            }
+        };
+        match secret {
+            Ok(secret) => checks.extend(db.verify(spec, secret).await),
             Err(e) => checks.push(Check::error(
                 spec.id.as_str(),
                 "db",
@@ -262,18 +275,12 @@ pub async fn verify_tenant(
         .filter(|c| c.status != CheckStatus::Pass)
         .map(|c| c.check.clone())
         .collect();
-    let status = if checks.iter().any(|c| c.status == CheckStatus::Fail) {
-        "drift"
-    } else if failed.is_empty() {
-        "pass"
-    } else {
-        "error"
-    };
+    let status = report::verdict(&checks);
     svc.records
         .update(&spec.id, |r| {
             r.last_verify = Some(VerifyRecord {
                 at: Utc::now(),
-                status: status.into(),
+                status,
                 failed,
             })
         })
@@ -293,7 +300,7 @@ pub async fn only_changed(
     }
     let mut out = Vec::new();
     for spec in specs {
-        let rendered = render_tenant(svc, &spec, RenderOptions::default())?;
+        let rendered = svc.render(&spec, RenderOptions::default())?;
         if is_changed(svc, &spec, &rendered).await? {
             out.push(spec);
         }

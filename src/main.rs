@@ -26,15 +26,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tenantctl::output::status_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(tenantctl::exit::ERROR);
         }
     };
     match runtime.block_on(tenantctl::commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // The reader of stdout went away (`| head`): it had what it wanted.
+        Err(e) if tenantctl::output::is_stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // The whole cause chain on one line, printed once.
-            eprintln!("error: {e:#}");
+            // The whole cause chain on one line, printed once, hints last.
+            tenantctl::output::status_line(tenantctl::exit::render_error(&e).trim_end());
             ExitCode::from(tenantctl::exit::code_for(&e))
         }
     }

@@ -37,8 +37,8 @@ pub struct ApplyRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyRecord {
     pub at: DateTime<Utc>,
-    /// `pass`, `drift` or `error`.
-    pub status: String,
+    /// Serialized as `pass`, `drift` or `error`, as earlier records wrote it.
+    pub status: crate::report::Verdict,
     #[serde(default)]
     pub failed: Vec<String>,
 }

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -84,7 +85,13 @@ fn hcl_filter(value: &tera::Value, _: &HashMap<String, tera::Value>) -> tera::Re
     }
 }
 
-fn tera() -> tera::Tera {
+/// The templates, parsed once per process.
+fn tera() -> &'static tera::Tera {
+    static TERA: OnceLock<tera::Tera> = OnceLock::new();
+    TERA.get_or_init(build_tera)
+}
+
+fn build_tera() -> tera::Tera {
     let mut t = tera::Tera::default();
     let templates = TEMPLATES
         .iter()
@@ -181,7 +188,8 @@ impl TenantInputs {
     ) -> Result<TenantInputs> {
         let profile = cfg.profile(spec.tier);
         let isolation = spec.tier.isolation();
-        let silo = isolation == Isolation::Silo;
+        // A dedicated database needs the VPC, and a local one is mapped per tenant.
+        let silo = crate::isolation::model(isolation).dedicated();
         let domain = required(&platform.domain, "domain")?;
         let dns_target = DnsTarget {
             name: platform
@@ -431,36 +439,70 @@ pub fn write_modules(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
-/// A digest of the embedded modules: part of every tenant's fingerprint.
-pub fn modules_digest() -> String {
-    let mut h = Sha256::new();
-    for (path, content) in MODULE_FILES {
-        h.update(path.as_bytes());
-        h.update([0]);
-        h.update(content.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(h.finalize())
+/// A digest of the embedded modules: part of every tenant's fingerprint. Computed once
+/// per process: the modules are compiled in.
+pub fn modules_digest() -> &'static str {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    DIGEST.get_or_init(|| {
+        let mut h = Sha256::new();
+        for (path, content) in MODULE_FILES {
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update(content.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(h.finalize())
+    })
 }
 
-/// Renders and writes one tenant's root; returns its directory and the files written.
-pub fn render_tenant(
+/// One tenant's root, rendered in memory: what `list` and `--changed` compare without
+/// writing anything, and what the lifecycle writes, applies and verifies against.
+#[derive(Debug, Clone)]
+pub struct RenderedRoot {
+    pub dir: PathBuf,
+    pub files: RootFiles,
+    /// The module inputs, which `verify` checks the deployed resources against.
+    pub inputs: TenantInputs,
+    /// Covers the tenant file, its tier profile, the rendered root and the module
+    /// contents; the provider lock is compared separately because a fresh checkout has
+    /// none until `init`.
+    pub fingerprint: String,
+}
+
+impl RenderedRoot {
+    /// Writes the root (and the modules it sources) to disk.
+    pub fn write(&self, ws: &Workspace) -> Result<()> {
+        write_modules(ws)?;
+        self.files.write(&self.dir)?;
+        Ok(())
+    }
+}
+
+/// Renders one tenant's root in memory from already-resolved platform values.
+pub fn render_root(
     ws: &Workspace,
+    platform: &PlatformValues,
     spec: &TenantSpec,
     opts: RenderOptions,
-) -> Result<(PathBuf, RootFiles)> {
-    let platform = platform_values(ws)?;
-    let inputs = TenantInputs::build(&ws.config, &platform, spec, opts)?;
+) -> Result<RenderedRoot> {
+    let inputs = TenantInputs::build(&ws.config, platform, spec, opts)?;
     let files = tenant_root(
         &ws.config,
         &ws.config.aws.effective(),
         &state_key(&spec.id),
-        &[inputs],
+        std::slice::from_ref(&inputs),
     )?;
-    write_modules(ws)?;
-    let dir = ws.root_dir(&spec.id);
-    files.write(&dir)?;
-    Ok((dir, files))
+    let mut h = Sha256::new();
+    h.update(spec.to_toml().as_bytes());
+    h.update(serde_json::to_vec(&ws.config.profile(spec.tier))?);
+    h.update(files.digest().as_bytes());
+    h.update(modules_digest().as_bytes());
+    Ok(RenderedRoot {
+        dir: ws.root_dir(&spec.id),
+        files,
+        inputs,
+        fingerprint: hex::encode(h.finalize()),
+    })
 }
 
 /// The state key of a tenant's root under the S3 backend's prefix.

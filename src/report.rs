@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::{Report, Table};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
@@ -64,24 +66,111 @@ impl Check {
     }
 }
 
-/// The overall verdict of a set of checks: drift wins over errors (exit 3), errors mean
-/// the audit itself could not finish (exit 1).
-pub fn verdict(checks: &[Check]) -> CheckStatus {
-    if checks.iter().any(|c| c.status == CheckStatus::Fail) {
-        CheckStatus::Fail
-    } else if checks.iter().any(|c| c.status == CheckStatus::Error) {
-        CheckStatus::Error
+/// The checks of one tenant as they are made: every part of verify (AWS, the database,
+/// the isolation model's own) pushes into one of these.
+pub struct Checks {
+    tenant: String,
+    out: Vec<Check>,
+}
+
+impl Checks {
+    pub fn new(tenant: impl Into<String>) -> Checks {
+        Checks {
+            tenant: tenant.into(),
+            out: Vec::new(),
+        }
+    }
+
+    /// A check that passes when `pass`.
+    pub fn add(
+        &mut self,
+        name: &str,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+        pass: bool,
+    ) {
+        self.out
+            .push(Check::new(&self.tenant, name, expected, actual, pass));
+    }
+
+    /// A check that could not be made.
+    pub fn error(&mut self, name: &str, expected: impl Into<String>, err: impl std::fmt::Display) {
+        self.out
+            .push(Check::error(&self.tenant, name, expected, err));
+    }
+
+    /// Something the tier demands does not exist.
+    pub fn missing(&mut self, name: &str, expected: impl Into<String>) {
+        self.add(name, expected, "missing", false);
+    }
+
+    pub fn into_vec(self) -> Vec<Check> {
+        self.out
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Check> {
+        self.out.iter_mut()
+    }
+}
+
+/// Items joined by `, `, or `empty` when there are none.
+pub fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
     } else {
-        CheckStatus::Pass
+        items.join(", ")
+    }
+}
+
+/// The outcome of a verification: what `verify` exits with and what the records keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// Something differs from the tier or is missing (exit 3).
+    Drift,
+    /// The audit itself could not finish (exit 1).
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drift => "drift",
+            Verdict::Error => "error",
+        }
+    }
+
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => crate::exit::Outcome::Success.code(),
+            Verdict::Drift => crate::exit::Outcome::Drift.code(),
+            Verdict::Error => crate::exit::ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict of a set of checks: drift wins over errors.
+pub fn verdict(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.status == CheckStatus::Fail) {
+        Verdict::Drift
+    } else if checks.iter().any(|c| c.status == CheckStatus::Error) {
+        Verdict::Error
+    } else {
+        Verdict::Pass
     }
 }
 
 pub fn exit_code(checks: &[Check]) -> u8 {
-    match verdict(checks) {
-        CheckStatus::Pass => crate::exit::Outcome::Success.code(),
-        CheckStatus::Fail => crate::exit::Outcome::Drift.code(),
-        CheckStatus::Error => crate::exit::ERROR,
-    }
+    verdict(checks).exit_code()
 }
 
 fn status_word(s: CheckStatus) -> &'static str {
@@ -92,15 +181,9 @@ fn status_word(s: CheckStatus) -> &'static str {
     }
 }
 
-/// Renders checks in the chosen format. Human and Markdown show every failing check with
-/// expected vs actual, and one line per clean tenant; JSON carries every check.
-pub fn render_checks(
-    format: crate::context::OutputFormat,
-    checks: &[Check],
-    tenants: &[String],
-) -> String {
-    use crate::context::OutputFormat;
-    use std::fmt::Write;
+/// The verification report: every failing check with expected vs actual, one row per
+/// clean tenant; JSON carries every check.
+pub fn checks_report(checks: &[Check], tenants: &[String]) -> Report {
     let verdict = verdict(checks);
     let failing: Vec<&Check> = checks
         .iter()
@@ -110,84 +193,36 @@ pub fn render_checks(
         .iter()
         .filter(|t| !failing.iter().any(|c| &c.tenant == *t))
         .collect();
-    let mut out = String::new();
-    match format {
-        OutputFormat::Json => {
-            let v = serde_json::json!({
-                "status": match verdict { CheckStatus::Pass => "pass", CheckStatus::Fail => "drift", CheckStatus::Error => "error" },
-                "tenants": tenants,
-                "failed": failing.len(),
-                "checks": checks,
-            });
-            out = serde_json::to_string_pretty(&v).expect("json") + "\n";
-        }
-        OutputFormat::Markdown => {
-            let _ = writeln!(out, "### tenantctl verify\n");
-            let _ = writeln!(
-                out,
-                "{} tenants, {} clean, {} failing checks\n",
-                tenants.len(),
-                clean.len(),
-                failing.len()
-            );
-            if !failing.is_empty() {
-                let _ = writeln!(out, "| tenant | check | status | expected | actual |");
-                let _ = writeln!(out, "|---|---|---|---|---|");
-                for c in &failing {
-                    let _ = writeln!(
-                        out,
-                        "| `{}` | `{}` | {} | {} | {} |",
-                        c.tenant,
-                        c.check,
-                        status_word(c.status),
-                        crate::fleet::md_cell(&c.expected),
-                        crate::fleet::md_cell(&c.actual)
-                    );
-                }
-            }
-        }
-        OutputFormat::Human => {
-            let w = checks
-                .iter()
-                .map(|c| c.tenant.len())
-                .max()
-                .unwrap_or(6)
-                .max(6);
-            let cw = checks
-                .iter()
-                .map(|c| c.check.len())
-                .max()
-                .unwrap_or(5)
-                .max(5);
-            let _ = writeln!(
-                out,
-                "{:<w$}  {:<cw$}  {:<6}  EXPECTED / ACTUAL",
-                "TENANT", "CHECK", "STATUS"
-            );
-            for c in checks {
-                if c.status == CheckStatus::Pass {
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "{:<w$}  {:<cw$}  {:<6}  expected: {}\n{:<w$}  {:<cw$}  {:<6}  actual:   {}",
-                    c.tenant,
-                    c.check,
-                    status_word(c.status),
-                    c.expected,
-                    "",
-                    "",
-                    "",
-                    c.actual
-                );
-            }
-            for t in &clean {
-                let n = checks.iter().filter(|c| &c.tenant == *t).count();
-                let _ = writeln!(out, "{:<w$}  {:<cw$}  pass    {n} checks", t, "(all)");
-            }
-        }
+    let mut table = Table::new(&["tenant", "check", "status", "expected", "actual"])
+        .titled("tenantctl verify")
+        .code(0)
+        .code(1);
+    for c in &failing {
+        table.row([
+            c.tenant.as_str(),
+            c.check.as_str(),
+            status_word(c.status),
+            c.expected.as_str(),
+            c.actual.as_str(),
+        ]);
     }
-    out
+    for t in &clean {
+        let n = checks.iter().filter(|c| &c.tenant == *t).count();
+        table.row([t.as_str(), "(all)", "pass", &format!("{n} checks"), ""]);
+    }
+    table.summary(format!(
+        "{} tenant(s): {} clean, {} failing check(s)",
+        tenants.len(),
+        clean.len(),
+        failing.len()
+    ));
+    let json = serde_json::json!({
+        "status": verdict,
+        "tenants": tenants,
+        "failed": failing.len(),
+        "checks": checks,
+    });
+    Report::new(table, json)
 }
 
 #[cfg(test)]
@@ -210,18 +245,19 @@ mod tests {
         assert_eq!(exit_code(&checks), 3);
         assert_eq!(exit_code(&checks[..1]), 0);
         let tenants = vec!["a".to_string(), "b".to_string()];
+        let report = checks_report(&checks, &tenants);
         let json: serde_json::Value =
-            serde_json::from_str(&render_checks(OutputFormat::Json, &checks, &tenants)).unwrap();
+            serde_json::from_str(&report.render(OutputFormat::Json)).unwrap();
         assert_eq!(json["status"], "drift");
         assert_eq!(json["checks"][1]["status"], "fail");
         assert_eq!(json["checks"][1]["tenant"], "b");
-        let md = render_checks(OutputFormat::Markdown, &checks, &tenants);
+        let md = report.render(OutputFormat::Markdown);
         assert!(
             md.contains("| `b` | `iam.task_role.s3_resources` | FAIL |"),
             "{md}"
         );
-        let human = render_checks(OutputFormat::Human, &checks, &tenants);
+        let human = report.render(OutputFormat::Human);
         assert!(human.contains("iam.task_role.s3_resources"), "{human}");
-        assert!(human.contains("a "), "{human}");
+        assert!(human.contains("a       (all)"), "{human}");
     }
 }

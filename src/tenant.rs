@@ -133,6 +133,11 @@ impl TenantId {
         format!("tenant-{}", self.0)
     }
 
+    /// ECS task definition family (the same as [`resource_name`](Self::resource_name)).
+    pub fn task_family(&self) -> String {
+        self.resource_name()
+    }
+
     /// IAM execution role.
     pub fn execution_role_name(&self) -> String {
         format!("tenant-{}-exec", self.0)
@@ -152,6 +157,31 @@ impl TenantId {
     /// Secrets Manager name prefix.
     pub fn secret_prefix(&self) -> String {
         format!("tenants/{}/", self.0)
+    }
+
+    /// The tenant's database login (`tenants/<id>/db`): what the application reads.
+    pub fn db_secret_name(&self) -> String {
+        format!("{}db", self.secret_prefix())
+    }
+
+    /// The master login of a dedicated (silo) database (`tenants/<id>/db-admin`).
+    pub fn db_admin_secret_name(&self) -> String {
+        format!("{}db-admin", self.secret_prefix())
+    }
+
+    /// PostgreSQL login role of the tenant.
+    pub fn db_role(&self) -> String {
+        self.pg_name()
+    }
+
+    /// The tenant's own schema (bridge in the shared database, silo in its dedicated one).
+    pub fn db_schema(&self) -> String {
+        self.pg_name()
+    }
+
+    /// The dedicated database's name (silo).
+    pub fn db_name(&self) -> String {
+        self.pg_name()
     }
 
     pub fn dns_label(&self) -> &str {

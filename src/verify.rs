@@ -13,9 +13,10 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::Value;
 
 use crate::aws::AwsClients;
+use crate::isolation;
 use crate::render::TenantInputs;
-use crate::report::Check;
-use crate::tenant::{Isolation, TenantId};
+use crate::report::{Check, Checks};
+use crate::tenant::TenantId;
 
 /// An SDK error: "the thing does not exist" is drift (Fail), anything else is an error.
 fn is_not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
@@ -42,59 +43,20 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
     }
 }
 
-struct Checks {
-    tenant: String,
-    out: Vec<Check>,
-}
-
-impl Checks {
-    fn add(
-        &mut self,
-        name: &str,
-        expected: impl Into<String>,
-        actual: impl Into<String>,
-        pass: bool,
-    ) {
-        self.out
-            .push(Check::new(&self.tenant, name, expected, actual, pass));
-    }
-    fn error(&mut self, name: &str, expected: impl Into<String>, err: impl std::fmt::Display) {
-        self.out
-            .push(Check::error(&self.tenant, name, expected, err));
-    }
-    fn missing(&mut self, name: &str, expected: impl Into<String>) {
-        self.add(name, expected, "missing", false);
-    }
-}
-
 /// All AWS-side checks for one tenant.
 pub async fn verify_aws(aws: &AwsClients, inputs: &TenantInputs) -> Vec<Check> {
-    let mut c = Checks {
-        tenant: inputs.tenant_id.to_string(),
-        out: Vec::new(),
-    };
+    let mut c = Checks::new(inputs.tenant_id.as_str());
     let id = &inputs.tenant_id;
-    let expected_secrets = expected_secret_names(id, inputs.isolation);
+    let model = isolation::model(inputs.isolation);
     task_definition(aws, inputs, &mut c).await;
     task_role(aws, inputs, &mut c).await;
     execution_role(aws, id, &mut c).await;
-    for name in &expected_secrets {
+    for name in &model.secret_names(id) {
         secret(aws, name, &mut c).await;
     }
     dns_record(aws, inputs, &mut c).await;
-    if inputs.isolation == Isolation::Silo {
-        rds_instance(aws, inputs, &mut c).await;
-        ecs_service(aws, inputs, &mut c).await;
-    }
-    c.out
-}
-
-fn expected_secret_names(id: &TenantId, isolation: Isolation) -> Vec<String> {
-    let mut v = vec![format!("{}db", id.secret_prefix())];
-    if isolation == Isolation::Silo {
-        v.push(format!("{}db-admin", id.secret_prefix()));
-    }
-    v
+    model.verify_aws(aws, inputs, &mut c).await;
+    c.into_vec()
 }
 
 /// The environment the application must see: identity plus the tier's limits.
@@ -612,7 +574,7 @@ async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     c.add("route53.record", expected, found.join(","), pass);
 }
 
-async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
+pub(crate) async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     let ident = inputs.tenant_id.resource_name();
     let res = aws
         .rds
@@ -661,7 +623,7 @@ async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     );
 }
 
-async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
+pub(crate) async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
     let name = inputs.tenant_id.resource_name();
     let res = aws
         .ecs

@@ -2,11 +2,11 @@
 //! database, verify. Rerunning it on an existing tenant converges with no changes.
 
 use anyhow::{Result, bail};
-use indicatif::ProgressBar;
 
 use crate::cli::AddArgs;
 use crate::context::Ctx;
 use crate::lifecycle::{self, ApplyOptions, Services};
+use crate::output::Progress;
 use crate::render::RenderOptions;
 use crate::report;
 use crate::tenant::TenantId;
@@ -31,7 +31,8 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
         );
     }
     let svc = Services::new(ctx, true).await?;
-    svc.inputs(&spec, RenderOptions::default())?;
+    // Everything the render needs is checked before the tenant file is written.
+    svc.render(&spec, RenderOptions::default())?;
 
     ctx.ws.write_tenant(&spec)?;
     ctx.info(format!(
@@ -40,12 +41,8 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
         spec.tier,
         spec.tier.isolation()
     ));
-    let bar = crate::fleet::Bars::new(ctx, 1, "add");
-    let tbar = if ctx.progress {
-        bar.tenant(&spec.id)
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = Progress::new(ctx, 1, "add");
+    let tbar = progress.item(spec.id.as_str());
     let opts = ApplyOptions {
         lock_timeout: args.lock_timeout,
         refresh: true,
@@ -53,15 +50,12 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
     };
     let res = lifecycle::apply_tenant(&svc, &spec, &opts, tbar.clone()).await;
     tbar.finish_and_clear();
-    bar.finish();
+    progress.finish();
     let (outcome, checks) = res?;
     match outcome.changes {
         Some(c) if !c.is_empty() => ctx.info(format!("{}: applied ({c})", spec.id)),
         _ => ctx.info(format!("{}: no changes, already up to date", spec.id)),
     }
-    print!(
-        "{}",
-        report::render_checks(ctx.output, &checks, &[spec.id.to_string()])
-    );
+    report::checks_report(&checks, &[spec.id.to_string()]).emit(ctx.output)?;
     Ok(report::exit_code(&checks))
 }

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use anyhow::Result;
 
 use crate::cli::ApplyArgs;
-use crate::context::Ctx;
-use crate::exit::{ERROR, Interrupted, Outcome};
+use crate::context::{Ctx, OutputFormat};
+use crate::exit::{Interrupted, Outcome};
 use crate::fleet::{self, Status};
 use crate::lifecycle::{self, ApplyOptions, Services};
 use crate::render::RenderOptions;
-use crate::report::{self, CheckStatus};
+use crate::report::{self, CheckStatus, Verdict};
 
 pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, &args.select)?;
@@ -38,26 +38,27 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
             if !failing.is_empty() {
                 outcome.detail = Some(format!("verify failed: {}", failing.join(", ")));
             }
-            all_checks.lock().unwrap().extend(checks);
+            if let Ok(mut all) = all_checks.lock() {
+                all.extend(checks);
+            }
             Ok(outcome)
         }
     })
     .await;
-    fleet::print_summary(ctx, "apply", &results);
+    fleet::summary_report("apply", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());
     }
     if results.iter().any(|r| r.status == Status::Failed) {
-        return Ok(ERROR);
+        return Ok(fleet::exit_code(&results, Outcome::Success.code()));
     }
-    let checks = all_checks.into_inner().unwrap();
-    if report::verdict(&checks) != CheckStatus::Pass {
+    let checks = all_checks.into_inner().unwrap_or_default();
+    let verdict = report::verdict(&checks);
+    if verdict != Verdict::Pass {
+        // stdout holds the apply summary; the failing checks go with the logs.
         let tenants: Vec<String> = results.iter().map(|r| r.tenant.clone()).collect();
-        eprint!(
-            "{}",
-            report::render_checks(crate::context::OutputFormat::Human, &checks, &tenants)
-        );
-        return Ok(report::exit_code(&checks));
+        let text = report::checks_report(&checks, &tenants).render(OutputFormat::Human);
+        crate::output::status_line(text.trim_end());
     }
-    Ok(Outcome::Success.code())
+    Ok(verdict.exit_code())
 }

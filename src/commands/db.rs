@@ -7,46 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
-use crate::context::{Ctx, OutputFormat};
+use crate::cli::{DbAction, MigrateArgs, StatusArgs};
+use crate::context::Ctx;
 use crate::db::{
     Database, MigrateOptions, MigrateReport, MigrationSet, TargetOutcome, TargetStatus,
 };
 use crate::exit::{ERROR, Interrupted, Outcome};
-use crate::fleet::md_cell;
-use crate::tenant::{Isolation, TenantId};
+use crate::isolation;
+use crate::output::{Align, Progress, Report, Table};
+use crate::tenant::TenantId;
 use crate::workspace::TenantSpec;
-
-#[derive(Debug, Subcommand)]
-pub enum DbAction {
-    /// Apply pending migrations to every target: the pool schema once, each bridge
-    /// schema, each silo database; each migration in its own transaction.
-    Migrate(MigrateArgs),
-    /// Per target: tier, version, pending count, state and last error.
-    Status(StatusArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// Only the targets of these tenants (a starter tenant selects the shared pool).
-    pub ids: Vec<String>,
-    /// Stop starting new targets after the first failure.
-    #[arg(long)]
-    pub fail_fast: bool,
-    /// Seconds to wait for another `db migrate` run to finish (0: fail at once).
-    #[arg(long, default_value_t = 0)]
-    pub lock_timeout: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Only the targets of these tenants.
-    pub ids: Vec<String>,
-}
+use anyhow::{Context, Result};
 
 pub async fn run(ctx: &Ctx, action: &DbAction) -> Result<u8> {
     match action {
@@ -72,7 +43,7 @@ async fn database(ctx: &Ctx, specs: &[TenantSpec]) -> Result<Database> {
     let mut db = Database::from_workspace(&ctx.ws)?;
     // Real dedicated databases are reached with their `db-admin` secret.
     if ctx.config().database.local_silo.is_none()
-        && specs.iter().any(|s| s.tier.isolation() == Isolation::Silo)
+        && specs.iter().any(|s| isolation::of(s.tier).dedicated())
     {
         db = db.with_aws(crate::aws::AwsClients::new(&ctx.config().aws).await);
     }
@@ -88,26 +59,15 @@ async fn migrate(ctx: &Ctx, args: &MigrateArgs) -> Result<u8> {
         ctx.info("no tenants declared: nothing to migrate");
         return Ok(Outcome::Success.code());
     }
-    let bar = ProgressBar::new(targets.len() as u64);
-    if !ctx.progress {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("migrating");
-    let quiet = ctx.quiet;
+    let progress = Progress::new(ctx, targets.len(), "migrating");
     let on_done = |r: &crate::db::TargetReport| {
-        bar.inc(1);
-        if r.outcome == TargetOutcome::Failed && !quiet {
-            let line = format!(
+        progress.inc();
+        if r.outcome == TargetOutcome::Failed {
+            progress.line(&format!(
                 "{}: failed: {}",
                 r.target,
                 r.error.as_deref().unwrap_or("unknown error")
-            );
-            bar.suspend(|| eprintln!("{line}"));
+            ));
         }
     };
     let opts = MigrateOptions {
@@ -120,9 +80,9 @@ async fn migrate(ctx: &Ctx, args: &MigrateArgs) -> Result<u8> {
         .migrate(targets, &set, &opts, &on_done)
         .await
         .context("`tenantctl db migrate` stopped before changing any target");
-    bar.finish_and_clear();
+    progress.finish();
     let report = report?;
-    print_migrate(ctx, &set, &report)?;
+    migrate_report(ctx, &set, &report).emit(ctx.output)?;
     if report.interrupted() {
         return Err(Interrupted.into());
     }
@@ -143,14 +103,7 @@ fn version_name(set: &MigrationSet, v: Option<i32>) -> String {
     }
 }
 
-fn first_line(s: &Option<String>) -> String {
-    s.as_deref()
-        .and_then(|e| e.lines().next())
-        .unwrap_or("")
-        .to_string()
-}
-
-fn print_migrate(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Result<()> {
+fn migrate_report(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Report {
     let summary = format!(
         "{} target(s): {} migrated, {} up to date, {} failed, {} not provisioned, {} not run{} (latest {}) in {:.1} s",
         report.targets.len(),
@@ -166,78 +119,35 @@ fn print_migrate(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Resul
         version_name(set, report.latest),
         report.elapsed_ms as f64 / 1000.0
     );
+    let mut table = Table::new(&["target", "tier", "from", "to", "outcome", "error"])
+        .titled("tenantctl db migrate")
+        .code(0);
     // Unchanged targets are noise in a run over hundreds of tenants; -v shows them.
-    let shown: Vec<_> = report
+    for t in report
         .targets
         .iter()
         .filter(|t| ctx.verbose > 0 || t.outcome != TargetOutcome::UpToDate)
-        .collect();
-    match ctx.output {
-        OutputFormat::Json => {
-            #[derive(Serialize)]
-            struct Out<'a> {
-                status: &'static str,
-                #[serde(flatten)]
-                report: &'a MigrateReport,
-            }
-            let status = if report.count(TargetOutcome::Failed) > 0 {
-                "failed"
-            } else {
-                "ok"
-            };
-            println!("{}", serde_json::to_string_pretty(&Out { status, report })?);
-        }
-        OutputFormat::Markdown => {
-            println!("| target | tier | from | to | outcome | error |");
-            println!("|---|---|---|---|---|---|");
-            for t in &shown {
-                println!(
-                    "| `{}` | {} | {} | {} | {} | {} |",
-                    t.target,
-                    t.tier,
-                    version_name(set, t.from_version),
-                    version_name(set, t.to_version),
-                    t.outcome.as_str(),
-                    md_cell(&first_line(&t.error))
-                );
-            }
-            println!("\n{summary}");
-        }
-        OutputFormat::Human => {
-            if !shown.is_empty() {
-                let w = shown
-                    .iter()
-                    .map(|t| t.target.len())
-                    .max()
-                    .unwrap_or(6)
-                    .max(6);
-                let vw = set
-                    .migrations
-                    .iter()
-                    .map(|m| m.name.len())
-                    .max()
-                    .unwrap_or(4)
-                    .max(4);
-                println!(
-                    "{:<w$}  {:<10}  {:<vw$}  {:<vw$}  {:<15}  ERROR",
-                    "TARGET", "TIER", "FROM", "TO", "OUTCOME"
-                );
-                for t in &shown {
-                    println!(
-                        "{:<w$}  {:<10}  {:<vw$}  {:<vw$}  {:<15}  {}",
-                        t.target,
-                        t.tier.as_str(),
-                        version_name(set, t.from_version),
-                        version_name(set, t.to_version),
-                        t.outcome.as_str(),
-                        first_line(&t.error)
-                    );
-                }
-            }
-            println!("{summary}");
-        }
+    {
+        table.row([
+            t.target.clone(),
+            t.tier.to_string(),
+            version_name(set, t.from_version),
+            version_name(set, t.to_version),
+            t.outcome.as_str().to_string(),
+            t.error.clone().unwrap_or_default(),
+        ]);
     }
-    Ok(())
+    table.summary(summary);
+    let status = if report.count(TargetOutcome::Failed) > 0 {
+        "failed"
+    } else {
+        "ok"
+    };
+    let mut json = serde_json::to_value(report).unwrap_or_default();
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("status".into(), status.into());
+    }
+    Report::new(table, json)
 }
 
 async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
@@ -246,81 +156,46 @@ async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
     let db = database(ctx, &specs).await?;
     let targets = db.targets(&specs, &BTreeMap::new()).await;
     let rows = db.status(targets, &set).await?;
-    print_status(ctx, &set, &rows)?;
+    status_report(&set, &rows).emit(ctx.output)?;
     Ok(Outcome::Success.code())
 }
 
-fn print_status(ctx: &Ctx, set: &MigrationSet, rows: &[TargetStatus]) -> Result<()> {
-    match ctx.output {
-        OutputFormat::Json => {
-            #[derive(Serialize)]
-            struct Out<'a> {
-                latest: Option<i32>,
-                targets: &'a [TargetStatus],
-            }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&Out {
-                    latest: set.latest().map(|m| m.version),
-                    targets: rows
-                })?
-            );
-        }
-        OutputFormat::Markdown => {
-            println!("| target | tier | isolation | version | pending | state | last error |");
-            println!("|---|---|---|---|---|---|---|");
-            for r in rows {
-                println!(
-                    "| `{}` | {} | {} | {} | {} | {} | {} |",
-                    r.target,
-                    r.tier,
-                    r.isolation,
-                    r.version_name.as_deref().unwrap_or("-"),
-                    r.pending,
-                    md_cell(&r.state),
-                    md_cell(&first_line(&r.last_error))
-                );
-            }
-        }
-        OutputFormat::Human => {
-            let w = rows
-                .iter()
-                .map(|r| r.target.len())
-                .max()
-                .unwrap_or(6)
-                .max(6);
-            let vw = rows
-                .iter()
-                .filter_map(|r| r.version_name.as_ref().map(String::len))
-                .max()
-                .unwrap_or(7)
-                .max(7);
-            println!(
-                "{:<w$}  {:<10}  {:<9}  {:<vw$}  {:>7}  {:<15}  LAST ERROR",
-                "TARGET", "TIER", "ISOLATION", "VERSION", "PENDING", "STATE"
-            );
-            for r in rows {
-                let err = match (&r.last_error, &r.last_error_at) {
-                    (Some(e), Some(at)) => format!("{at} {}", first_line(&Some(e.clone()))),
-                    (Some(e), None) => first_line(&Some(e.clone())),
-                    _ => "-".into(),
-                };
-                println!(
-                    "{:<w$}  {:<10}  {:<9}  {:<vw$}  {:>7}  {:<15}  {}",
-                    r.target,
-                    r.tier.as_str(),
-                    r.isolation.as_str(),
-                    r.version_name.as_deref().unwrap_or("-"),
-                    r.pending,
-                    r.state,
-                    err
-                );
-            }
-            println!(
-                "latest: {}",
-                set.latest().map(|m| m.name.as_str()).unwrap_or("-")
-            );
-        }
+fn status_report(set: &MigrationSet, rows: &[TargetStatus]) -> Report {
+    let mut table = Table::new(&[
+        "target",
+        "tier",
+        "isolation",
+        "version",
+        "pending",
+        "state",
+        "last error",
+    ])
+    .titled("tenantctl db status")
+    .align(4, Align::Right)
+    .code(0);
+    for r in rows {
+        let err = match (&r.last_error, &r.last_error_at) {
+            (Some(e), Some(at)) => format!("{at} {e}"),
+            (Some(e), None) => e.clone(),
+            _ => "-".into(),
+        };
+        table.row([
+            r.target.clone(),
+            r.tier.to_string(),
+            r.isolation.to_string(),
+            r.version_name.clone().unwrap_or_else(|| "-".into()),
+            r.pending.to_string(),
+            r.state.clone(),
+            err,
+        ]);
     }
-    Ok(())
+    table.summary(format!(
+        "latest: {}",
+        set.latest().map(|m| m.name.as_str()).unwrap_or("-")
+    ));
+    let json = serde_json::json!({
+        "latest": set.latest().map(|m| m.version),
+        "targets": rows,
+    });
+    Report::new(table, json)
 }

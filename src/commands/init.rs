@@ -31,10 +31,10 @@ pub fn run(config_path: &Path, args: &InitArgs) -> Result<u8> {
             "# tenantctl: local state, plan files and logs may hold sensitive data\n.tenantctl/\n",
         )?;
     }
-    eprintln!(
+    crate::output::status_line(&format!(
         "wrote `{}` and `{}`",
         config_path.display(),
         dir.join("tenants").display()
-    );
+    ));
     Ok(Outcome::Success.code())
 }

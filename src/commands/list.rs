@@ -1,13 +1,16 @@
-//! `tenantctl list`: id, tier, isolation, state, last apply, last verify.
+//! `tenantctl list`: id, tier, isolation, state, last apply, last verify. Reads only:
+//! roots are rendered in memory to compare fingerprints, nothing is written.
 
 use anyhow::Result;
 use chrono::SecondsFormat;
 use serde::Serialize;
 
-use crate::context::{Ctx, OutputFormat};
+use crate::context::Ctx;
 use crate::exit::Outcome;
 use crate::lifecycle::{self, Services};
+use crate::output::{Report, Table};
 use crate::render::RenderOptions;
+use crate::report::Verdict;
 
 #[derive(Serialize)]
 struct Row {
@@ -18,7 +21,7 @@ struct Row {
     state: String,
     last_apply: Option<String>,
     last_verify: Option<String>,
-    verify_status: Option<String>,
+    verify_status: Option<Verdict>,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<u8> {
@@ -28,7 +31,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         let rec = svc.records.get(&spec.id).await?;
         let state = match &rec.last_apply {
             None => "pending".to_string(),
-            Some(_) => match lifecycle::render_tenant(&svc, &spec, RenderOptions::default()) {
+            Some(_) => match svc.render(&spec, RenderOptions::default()) {
                 Ok(r) if lifecycle::is_changed(&svc, &spec, &r).await? => "changed".into(),
                 Ok(_) => "applied".into(),
                 Err(_) => "unrenderable".into(),
@@ -47,51 +50,36 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
                 .last_verify
                 .as_ref()
                 .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            verify_status: rec.last_verify.as_ref().map(|v| v.status.clone()),
+            verify_status: rec.last_verify.as_ref().map(|v| v.status),
         });
     }
-    match ctx.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        OutputFormat::Markdown => {
-            println!("| id | tier | isolation | state | last apply | last verify |");
-            println!("|---|---|---|---|---|---|");
-            for r in &rows {
-                println!(
-                    "| `{}` | {} | {} | {} | {} | {} |",
-                    r.id,
-                    r.tier,
-                    r.isolation,
-                    r.state,
-                    r.last_apply.as_deref().unwrap_or("-"),
-                    verify_cell(r)
-                );
-            }
-        }
-        OutputFormat::Human => {
-            let w = rows.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
-            println!(
-                "{:<w$}  {:<10}  {:<9}  {:<8}  {:<20}  LAST VERIFY",
-                "ID", "TIER", "ISOLATION", "STATE", "LAST APPLY"
-            );
-            for r in &rows {
-                println!(
-                    "{:<w$}  {:<10}  {:<9}  {:<8}  {:<20}  {}",
-                    r.id,
-                    r.tier,
-                    r.isolation,
-                    r.state,
-                    r.last_apply.as_deref().unwrap_or("-"),
-                    verify_cell(r)
-                );
-            }
-        }
+    let mut table = Table::new(&[
+        "id",
+        "tier",
+        "isolation",
+        "state",
+        "last apply",
+        "last verify",
+    ])
+    .titled("tenantctl list")
+    .code(0);
+    for r in &rows {
+        let verify = match (&r.last_verify, &r.verify_status) {
+            (Some(at), Some(st)) => format!("{at} ({st})"),
+            _ => "-".into(),
+        };
+        table.row([
+            r.id.clone(),
+            r.tier.clone(),
+            r.isolation.clone(),
+            r.state.clone(),
+            r.last_apply.clone().unwrap_or_else(|| "-".into()),
+            verify,
+        ]);
     }
+    if rows.is_empty() {
+        table.summary("no tenants declared");
+    }
+    Report::new(table, serde_json::to_value(&rows)?).emit(ctx.output)?;
     Ok(Outcome::Success.code())
-}
-
-fn verify_cell(r: &Row) -> String {
-    match (&r.last_verify, &r.verify_status) {
-        (Some(at), Some(st)) => format!("{at} ({st})"),
-        _ => "-".into(),
-    }
 }

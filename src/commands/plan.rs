@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use crate::cli::PlanArgs;
 use crate::context::Ctx;
-use crate::exit::{ERROR, Interrupted, Outcome};
+use crate::exit::{Interrupted, Outcome};
 use crate::fleet::{self, Status, StepOutcome};
 use crate::lifecycle::{self, Services};
 use crate::render::RenderOptions;
@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
         async move {
-            let rendered = lifecycle::render_tenant(svc, &spec, RenderOptions::default())?;
+            let rendered = svc.render_and_write(&spec, RenderOptions::default())?;
             let tf = svc.terraform(&spec, "plan", bar)?;
             tf.init().await?;
             let changes = tf
@@ -42,15 +42,14 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
         }
     })
     .await;
-    fleet::print_summary(ctx, "plan", &results);
+    fleet::summary_report("plan", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());
     }
-    if results.iter().any(|r| r.status == Status::Failed) {
-        Ok(ERROR)
-    } else if results.iter().any(|r| r.status == Status::Changed) {
-        Ok(Outcome::Changes.code())
+    let pending = if results.iter().any(|r| r.status == Status::Changed) {
+        Outcome::Changes
     } else {
-        Ok(Outcome::Success.code())
-    }
+        Outcome::Success
+    };
+    Ok(fleet::exit_code(&results, pending.code()))
 }

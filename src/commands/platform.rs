@@ -32,7 +32,7 @@ pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
         PlatformAction::Plan => {
             let changes = tf.plan(PlanOptions::default()).await?;
             let _ = std::fs::remove_file(dir.join("tfplan"));
-            println!("platform: {changes}");
+            crate::output::emit(&format!("platform: {changes}\n"))?;
             Ok(if changes.is_empty() {
                 Outcome::Success.code()
             } else {
@@ -60,7 +60,7 @@ pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
                 "platform: applied; outputs recorded in `{}`",
                 ws.platform_outputs_file().display()
             ));
-            println!("{}", serde_json::to_string_pretty(&values)?);
+            crate::output::emit(&(serde_json::to_string_pretty(&values)? + "\n"))?;
             Ok(Outcome::Success.code())
         }
         PlatformAction::Destroy => {
@@ -71,7 +71,10 @@ pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
             }
             let removed = tf.destroy(0).await?;
             let _ = std::fs::remove_file(ws.platform_outputs_file());
-            println!("platform: destroyed ({} resources)", removed.remove);
+            crate::output::emit(&format!(
+                "platform: destroyed ({} resources)\n",
+                removed.remove
+            ))?;
             Ok(Outcome::Success.code())
         }
     }

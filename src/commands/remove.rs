@@ -10,16 +10,18 @@ use anyhow::{Context, Result, bail};
 use crate::cli::RemoveArgs;
 use crate::context::Ctx;
 use crate::exit::Outcome;
-use crate::lifecycle::{self, Services};
+use crate::isolation;
+use crate::lifecycle::Services;
 use crate::render::RenderOptions;
-use crate::tenant::{Isolation, TenantId};
+use crate::tenant::TenantId;
 use crate::terraform::PlanOptions;
 
 pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
     let id = TenantId::parse(&args.id)?;
     let spec = ctx.ws.tenant(&id)?;
     let svc = Services::new(ctx, true).await?;
-    svc.inputs(&spec, RenderOptions::default())?;
+    // Refuse what cannot be rendered before asking anything.
+    svc.render(&spec, RenderOptions::default())?;
     if !ctx.yes {
         confirm(&id)?;
     }
@@ -27,10 +29,10 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
     let allow = RenderOptions {
         allow_destroy: true,
     };
-    let rendered = lifecycle::render_tenant(&svc, &spec, allow)?;
+    let rendered = svc.render_and_write(&spec, allow)?;
     let tf = svc.terraform(&spec, "remove", bar)?;
     tf.init().await?;
-    if spec.tier.isolation() == Isolation::Silo {
+    if isolation::of(spec.tier).dedicated() {
         // Terraform cannot delete an RDS instance with deletion protection on: apply the
         // protection change first, as its own visible step.
         ctx.info(format!("{id}: turning deletion protection off"));
@@ -70,10 +72,13 @@ fn confirm(id: &TenantId) -> Result<()> {
             "refusing to remove tenant `{id}` without confirmation: stdin is not a terminal\nhint: pass `--yes` in non-interactive runs"
         );
     }
-    eprint!(
+    let mut err = std::io::stderr().lock();
+    write!(
+        err,
         "This destroys every resource of tenant `{id}`, its database objects included.\nType the tenant id to confirm: "
-    );
-    std::io::stderr().flush()?;
+    )?;
+    err.flush()?;
+    drop(err);
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     if line.trim() != id.as_str() {

@@ -3,23 +3,26 @@
 use anyhow::Result;
 
 use crate::cli::SelectArgs;
-use crate::context::{Ctx, OutputFormat};
+use crate::context::Ctx;
 use crate::exit::Outcome;
 use crate::fleet;
-use crate::render::{RenderOptions, render_tenant};
+use crate::output::{Report, Table};
+use crate::render::{self, RenderOptions};
 
 pub fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, sel)?;
-    let mut rendered = Vec::new();
+    let platform = render::platform_values(&ctx.ws)?;
+    let mut table = Table::new(&["tenant", "root"])
+        .titled("tenantctl render")
+        .code(0)
+        .code(1);
+    let mut json = Vec::new();
     for spec in &specs {
-        let (dir, _) = render_tenant(&ctx.ws, spec, RenderOptions::default())?;
-        rendered.push(serde_json::json!({"tenant": spec.id, "root": dir}));
-        if ctx.output == OutputFormat::Human {
-            println!("{}\t{}", spec.id, dir.display());
-        }
+        let root = render::render_root(&ctx.ws, &platform, spec, RenderOptions::default())?;
+        root.write(&ctx.ws)?;
+        table.row([spec.id.to_string(), root.dir.display().to_string()]);
+        json.push(serde_json::json!({"tenant": spec.id, "root": root.dir}));
     }
-    if ctx.output != OutputFormat::Human {
-        println!("{}", serde_json::to_string_pretty(&rendered)?);
-    }
+    Report::new(table, serde_json::Value::Array(json)).emit(ctx.output)?;
     Ok(Outcome::Success.code())
 }

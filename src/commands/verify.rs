@@ -11,8 +11,7 @@ use crate::context::Ctx;
 use crate::exit::{ERROR, Interrupted};
 use crate::fleet::{self, Status, StepOutcome};
 use crate::lifecycle::{self, Services};
-use crate::render::RenderOptions;
-use crate::report::{self, Check, CheckStatus};
+use crate::report::{self, Check, Verdict};
 
 pub async fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, sel)?;
@@ -23,37 +22,38 @@ pub async fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
     // Verification is API calls, not Terraform processes: more can run at once.
     let mut vctx = ctx.clone();
     vctx.parallelism = ctx.api_parallelism;
-    let mut quiet_ctx = vctx.clone();
-    quiet_ctx.quiet = true;
-    let results = fleet::run(&quiet_ctx, specs, "verify", sel.fail_fast, |spec, _bar| {
+    vctx.quiet = true;
+    let results = fleet::run(&vctx, specs, "verify", sel.fail_fast, |spec, _bar| {
         let svc = &svc;
         let all = &all;
         async move {
-            let checks = lifecycle::verify_tenant(svc, &spec, RenderOptions::default()).await?;
-            let bad = checks.iter().any(|c| c.status != CheckStatus::Pass);
-            all.lock().unwrap().extend(checks);
-            if bad {
-                anyhow::bail!("verification failed");
+            let checks = lifecycle::verify_tenant(svc, &spec, None, None).await?;
+            let verdict = report::verdict(&checks);
+            if let Ok(mut all) = all.lock() {
+                all.extend(checks);
             }
             Ok(StepOutcome {
-                status: Status::Unchanged,
+                // Drift is this step's failure (it stops `--fail-fast`), not an error.
+                status: if verdict == Verdict::Pass {
+                    Status::Unchanged
+                } else {
+                    Status::Failed
+                },
                 changes: None,
-                detail: None,
+                detail: Some(verdict.to_string()),
             })
         }
     })
     .await;
-    let mut checks = all.into_inner().unwrap();
+    let mut checks = all.into_inner().unwrap_or_default();
     // A tenant whose verification could not even start is an error check, not a silence.
     for r in &results {
-        if let Some(e) = &r.error
-            && e != "verification failed"
-        {
+        if let Some(e) = &r.error {
             checks.push(Check::error(&r.tenant, "verify", "tenant verified", e));
         }
     }
     checks.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    print!("{}", report::render_checks(ctx.output, &checks, &tenants));
+    report::checks_report(&checks, &tenants).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());
     }

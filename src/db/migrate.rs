@@ -564,13 +564,7 @@ pub(crate) async fn record_status(
 
 /// The post-migration step of a target's tier.
 fn after_migration(target: &Target) -> String {
-    match target.isolation {
-        Isolation::Pool => sql::pool_after_migration(),
-        Isolation::Bridge | Isolation::Silo => {
-            let tenant = target.tenant.as_ref().map(|t| t.as_str()).unwrap_or("");
-            sql::tenant_after_migration(&target.schema, &target.schema, tenant)
-        }
-    }
+    crate::isolation::model(target.isolation).after_migration(target)
 }
 
 /// The result of applying a target's pending migrations.

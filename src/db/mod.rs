@@ -19,6 +19,7 @@
 //! come from their Secrets Manager entries and are never printed.
 
 pub mod connect;
+pub mod data;
 pub mod ident;
 pub mod migrate;
 pub mod migrations;
@@ -34,11 +35,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::aws::AwsClients;
 use crate::config::{Config, DatabaseConfig};
+use crate::isolation::{self, Model};
 use crate::tenant::{Isolation, TenantId, Tier, TierProfile};
 use crate::workspace::{TenantSpec, Workspace};
 
 pub use connect::Endpoint;
-pub use migrate::{MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus};
+pub use migrate::{
+    LockHeld, MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus,
+};
 pub use migrations::{Migration, MigrationSet};
 
 /// A database secret as AWS stores them (`engine`, `host`, `port`, `dbname`, `username`,
@@ -100,16 +104,6 @@ impl DbSecret {
             .password(&self.password);
         Endpoint::new(config, source)
     }
-}
-
-/// The Secrets Manager name of a tenant's database secret.
-pub fn secret_name(id: &TenantId) -> String {
-    format!("{}db", id.secret_prefix())
-}
-
-/// The Secrets Manager name of a silo tenant's RDS master login.
-pub fn admin_secret_name(id: &TenantId) -> String {
-    format!("{}db-admin", id.secret_prefix())
 }
 
 /// Where a target's schema lives.
@@ -250,11 +244,11 @@ impl Database {
         if let Some(local) = &self.settings.local_silo {
             let mut ep = self
                 .admin
-                .with_server(&local.host, local.port, &id.pg_name());
+                .with_server(&local.host, local.port, &id.db_name());
             ep.source = format!("{} mapped by `[database] local_silo`", self.admin.source);
             return Ok(ep);
         }
-        let name = admin_secret_name(id);
+        let name = id.db_admin_secret_name();
         if let Some(secret) = given {
             return Ok(secret.endpoint(format!("secret `{name}`")));
         }
@@ -268,7 +262,8 @@ impl Database {
     }
 
     /// The targets of `specs`: the pool once if any tenant is a starter, then every
-    /// bridge and silo tenant, sorted by tenant id.
+    /// other tenant's, sorted by tenant id. A target whose database cannot be reached
+    /// (no admin login) is listed as unavailable, so it is reported rather than skipped.
     pub async fn targets(
         &self,
         specs: &[TenantSpec],
@@ -276,48 +271,30 @@ impl Database {
     ) -> Vec<Target> {
         let mut specs: Vec<&TenantSpec> = specs.iter().collect();
         specs.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut out = Vec::new();
-        if specs.iter().any(|s| s.tier.isolation() == Isolation::Pool) {
-            out.push(pool_target());
-        }
+        let mut out: Vec<Target> = Vec::new();
         for spec in specs {
-            match spec.tier.isolation() {
-                Isolation::Pool => {}
-                Isolation::Bridge => out.push(tenant_target(spec, Location::Shared)),
-                Isolation::Silo => {
-                    let location = match self.silo_admin(&spec.id, silo_admins.get(&spec.id)).await
-                    {
-                        Ok(ep) => Location::Silo(Box::new(ep)),
-                        Err(e) => Location::Unavailable(format!("{e:#}")),
-                    };
-                    out.push(tenant_target(spec, location));
-                }
+            let target = match isolation::of(spec.tier)
+                .target(self, spec, silo_admins.get(&spec.id))
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => tenant_target(spec, Location::Unavailable(format!("{e:#}"))),
+            };
+            // Pooled tenants share one target.
+            if !out.iter().any(|t| t.name == target.name) {
+                out.push(target);
             }
         }
+        out.sort_by_key(|t| t.tenant.is_some());
         out
-    }
-
-    /// The target holding `spec`'s data.
-    pub async fn target_of(
-        &self,
-        spec: &TenantSpec,
-        silo_admin: Option<&DbSecret>,
-    ) -> Result<Target> {
-        Ok(match spec.tier.isolation() {
-            Isolation::Pool => pool_target(),
-            Isolation::Bridge => tenant_target(spec, Location::Shared),
-            Isolation::Silo => tenant_target(
-                spec,
-                Location::Silo(Box::new(self.silo_admin(&spec.id, silo_admin).await?)),
-            ),
-        })
     }
 
     /// Checks a tenant's secret names what provisioning will build, before anything is
     /// changed. Errors name the field, never the password.
     fn check_secret(&self, spec: &TenantSpec, secret: &DbSecret) -> Result<()> {
-        let name = secret_name(&spec.id);
-        let role = spec.id.pg_name();
+        let model = isolation::of(spec.tier);
+        let name = spec.id.db_secret_name();
+        let role = spec.id.db_role();
         if secret.engine != "postgres" {
             bail!(
                 "secret `{name}` has engine `{}`, expected `postgres`",
@@ -333,11 +310,8 @@ impl Database {
         if secret.password.is_empty() {
             bail!("secret `{name}` has an empty password");
         }
-        let expected_schema = match spec.tier.isolation() {
-            Isolation::Bridge => Some(role.as_str()),
-            _ => None,
-        };
-        if let (Some(want), got) = (expected_schema, secret.schema.as_deref())
+        let expected_schema = model.secret_schema(&spec.id);
+        if let (Some(want), got) = (expected_schema.as_deref(), secret.schema.as_deref())
             && got != Some(want)
         {
             bail!(
@@ -346,7 +320,7 @@ impl Database {
                     .unwrap_or_else(|| "missing".into())
             );
         }
-        if spec.tier.isolation() != Isolation::Silo && secret.dbname != self.admin.dbname() {
+        if model.in_shared_database() && secret.dbname != self.admin.dbname() {
             bail!(
                 "secret `{name}` names database `{}`, but {} connects to `{}`: tenants would not find their tables",
                 secret.dbname,
@@ -358,23 +332,25 @@ impl Database {
     }
 }
 
-fn pool_target() -> Target {
+/// The pool's one target, shared by every starter tenant.
+pub(crate) fn pool_target() -> Target {
     Target {
         name: "pool".into(),
         tier: Tier::Starter,
-        isolation: Isolation::Pool,
+        isolation: crate::isolation::pool::Pool.isolation(),
         schema: sql::POOL_SCHEMA.into(),
         tenant: None,
         location: Location::Shared,
     }
 }
 
-fn tenant_target(spec: &TenantSpec, location: Location) -> Target {
+/// A tenant's own target (its schema, in the shared database or a dedicated one).
+pub(crate) fn tenant_target(spec: &TenantSpec, location: Location) -> Target {
     Target {
         name: spec.id.to_string(),
         tier: spec.tier,
         isolation: spec.tier.isolation(),
-        schema: spec.id.pg_name(),
+        schema: spec.id.db_schema(),
         tenant: Some(spec.id.clone()),
         location,
     }

@@ -9,7 +9,10 @@
 //!   an extra policy for it, so migrations, backfills and offboarding can see every row
 //!   even when the admin is not a superuser (RDS masters are not, and cannot bypass RLS).
 //! - pool: schema `pool`, role `tenantctl_pool` (NOLOGIN, holds the table grants; every
-//!   starter login is a member), function `pool.current_tenant()`.
+//!   starter login is a member), role `tenantctl_pool_ro` (SELECT only: a frozen
+//!   starter's group), function `pool.current_tenant()`.
+//! - role `tenantctl_frozen` (NOLOGIN): the freeze marker. A member login gets read
+//!   privileges only, whatever provisioning or a migration grants afterwards.
 //! - per tenant: login role `tenant_<id>` (never owner, superuser, BYPASSRLS, CREATEDB or
 //!   CREATEROLE; connection limit and statement timeout from the tier profile);
 //!   bridge and silo: schema `tenant_<id>` owned by the admin, usage granted to the
@@ -29,6 +32,10 @@ use crate::db::ident::{ident, literal, reg_literal};
 pub const CONTROL_SCHEMA: &str = "tenantctl";
 pub const POOL_SCHEMA: &str = "pool";
 pub const POOL_GROUP: &str = "tenantctl_pool";
+/// Read-only access to the pool tables: what a frozen starter keeps during a move.
+pub const POOL_RO_GROUP: &str = "tenantctl_pool_ro";
+/// The freeze marker: a login that is a member has its writes stopped (see `db::data`).
+pub const FROZEN_GROUP: &str = "tenantctl_frozen";
 pub const ADMIN_GROUP: &str = "tenantctl_admin";
 pub const LEDGER: &str = "schema_migrations";
 pub const CONTEXT_SETTING: &str = "app.current_tenant";
@@ -108,6 +115,8 @@ CREATE SCHEMA IF NOT EXISTS {pool};
 REVOKE ALL ON SCHEMA {pool} FROM PUBLIC;
 {group}
 GRANT USAGE ON SCHEMA {pool} TO {group_id};
+{ro_group}
+GRANT USAGE ON SCHEMA {pool} TO {ro_id};
 CREATE OR REPLACE FUNCTION {pool}.current_tenant() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $tenantctl$
@@ -121,12 +130,14 @@ CREATE OR REPLACE FUNCTION {pool}.current_tenant() RETURNS text
 COMMENT ON FUNCTION {pool}.current_tenant() IS
     'The tenant context (app.current_tenant) if it names the tenant of the login running the query, else NULL. Managed by tenantctl.';
 REVOKE ALL ON FUNCTION {pool}.current_tenant() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION {pool}.current_tenant() TO {group_id};
+GRANT EXECUTE ON FUNCTION {pool}.current_tenant() TO {group_id}, {ro_id};
 {ledger}
 "#,
         pool = ident(POOL_SCHEMA),
         group = create_group_role(POOL_GROUP),
         group_id = ident(POOL_GROUP),
+        ro_group = create_group_role(POOL_RO_GROUP),
+        ro_id = ident(POOL_RO_GROUP),
         prefix = literal(ROLE_PREFIX),
         setting = literal(CONTEXT_SETTING),
         ledger = ledger_ddl(POOL_SCHEMA),
@@ -192,9 +203,54 @@ END $tenantctl$;
     )
 }
 
-/// Starter: the login joins the pool group.
+/// Starter: the login joins the pool group, or, while it carries the freeze marker, the
+/// read-only pool group instead (never both).
 pub fn pool_membership(role: &str) -> String {
-    format!("GRANT {} TO {};\n", ident(POOL_GROUP), ident(role))
+    format!(
+        r#"DO $tenantctl$
+DECLARE
+    frozen boolean := pg_catalog.to_regrole({frozen_lit}) IS NOT NULL
+        AND pg_catalog.pg_has_role({name_lit}, {frozen_lit}, 'MEMBER');
+    keep text := CASE WHEN frozen THEN {ro_lit} ELSE {group_lit} END;
+    drop text := CASE WHEN frozen THEN {group_lit} ELSE {ro_lit} END;
+BEGIN
+    EXECUTE pg_catalog.format('GRANT %I TO %I', keep, {name_lit});
+    IF pg_catalog.to_regrole(pg_catalog.quote_ident(drop)) IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                   WHERE m.roleid = pg_catalog.to_regrole(pg_catalog.quote_ident(drop))
+                     AND m.member = pg_catalog.to_regrole({role_lit})) THEN
+        EXECUTE pg_catalog.format('REVOKE %I FROM %I', drop, {name_lit});
+    END IF;
+END $tenantctl$;
+"#,
+        frozen_lit = literal(FROZEN_GROUP),
+        role_lit = literal(&ident(role)),
+        name_lit = literal(role),
+        ro_lit = literal(POOL_RO_GROUP),
+        group_lit = literal(POOL_GROUP),
+    )
+}
+
+/// The tenant's write privileges on its schema's tables: granted, or revoked while it
+/// carries the freeze marker (SELECT stays either way).
+pub fn tenant_write_grants(schema: &str, role: &str) -> String {
+    format!(
+        r#"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r};
+DO $tenantctl$
+BEGIN
+    IF pg_catalog.to_regrole({frozen_lit}) IS NOT NULL
+       AND pg_catalog.pg_has_role({name_lit}, {frozen_lit}, 'MEMBER') THEN
+        REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA {s} FROM {r};
+    ELSE
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
+    END IF;
+END $tenantctl$;
+"#,
+        s = ident(schema),
+        r = ident(role),
+        frozen_lit = literal(FROZEN_GROUP),
+        name_lit = literal(role),
+    )
 }
 
 /// Growth and enterprise: a login that used to be a starter leaves the pool group.
@@ -299,6 +355,10 @@ BEGIN
     END LOOP;
 END $tenantctl$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {pool} TO {group};
+{ro_role}
+GRANT USAGE ON SCHEMA {pool} TO {ro};
+GRANT SELECT ON ALL TABLES IN SCHEMA {pool} TO {ro};
+REVOKE ALL ON {pool}.{ledger_id} FROM {ro};
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {pool} TO {group};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {pool} FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {pool} TO {group};
@@ -314,6 +374,8 @@ REVOKE ALL ON {pool}.{ledger_id} FROM {group};
         admin_policy = literal(ADMIN_POLICY),
         admin_group = literal(ADMIN_GROUP),
         group = ident(POOL_GROUP),
+        ro = ident(POOL_RO_GROUP),
+        ro_role = create_group_role(POOL_RO_GROUP),
     )
 }
 
@@ -351,8 +413,7 @@ BEGIN
         END IF;
     END LOOP;
 END $tenantctl$;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r};
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
+{writes}GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {r};
 REVOKE ALL ON {s}.{ledger_id} FROM PUBLIC, {r};
@@ -362,6 +423,7 @@ REVOKE ALL ON {s}.{ledger_id} FROM PUBLIC, {r};
         ledger_id = ident(LEDGER),
         check = literal(TENANT_CHECK),
         tenant = literal(tenant),
+        writes = tenant_write_grants(schema, role),
     )
 }
 

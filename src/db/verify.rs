@@ -9,37 +9,10 @@ use tokio_postgres::Client;
 use crate::db::connect::PgContext;
 use crate::db::ident::ident;
 use crate::db::migrations::MigrationSet;
-use crate::db::{Database, DbSecret, Location, Target, scrub, secret_name, sql};
-use crate::report::Check;
-use crate::tenant::Isolation;
+use crate::db::{Database, DbSecret, Location, Target, scrub, sql};
+use crate::isolation::{self, Model};
+use crate::report::{Check, Checks, list_or};
 use crate::workspace::TenantSpec;
-
-/// The policy expression as PostgreSQL prints it back (`pg_get_expr`).
-const POLICY_EXPR: &str = "(tenant_id = pool.current_tenant())";
-
-struct Checks {
-    tenant: String,
-    out: Vec<Check>,
-}
-
-impl Checks {
-    fn push(&mut self, check: &str, expected: &str, actual: impl Into<String>, pass: bool) {
-        self.out
-            .push(Check::new(&self.tenant, check, expected, actual, pass));
-    }
-    fn error(&mut self, check: &str, expected: &str, err: impl std::fmt::Display) {
-        self.out
-            .push(Check::error(&self.tenant, check, expected, err));
-    }
-}
-
-fn list_or(items: &[String], empty: &str) -> String {
-    if items.is_empty() {
-        empty.to_string()
-    } else {
-        items.join(", ")
-    }
-}
 
 impl Database {
     /// Database checks for one tenant. Silo tenants on real RDS need the `db-admin`
@@ -54,16 +27,13 @@ impl Database {
         secret: &DbSecret,
         silo_admin: Option<&DbSecret>,
     ) -> Vec<Check> {
-        let mut c = Checks {
-            tenant: spec.id.to_string(),
-            out: Vec::new(),
-        };
+        let mut c = Checks::new(spec.id.as_str());
         self.verify_inner(spec, secret, silo_admin, &mut c).await;
         // Last guard: no check may carry the tenant's password, whatever a driver said.
-        for check in &mut c.out {
+        for check in c.iter_mut() {
             check.actual = scrub(std::mem::take(&mut check.actual), &secret.password);
         }
-        c.out
+        c.into_vec()
     }
 
     async fn verify_inner(
@@ -73,18 +43,17 @@ impl Database {
         silo_admin: Option<&DbSecret>,
         c: &mut Checks,
     ) {
-        let role = spec.id.pg_name();
-        let iso = spec.tier.isolation();
-        let prefix = format!("db.{}", iso.as_str());
+        let role = spec.id.db_role();
+        let model = isolation::of(spec.tier);
+        let prefix = format!("db.{}", model.isolation());
 
         // The secret is what the application reads: its shape is part of the contract.
         let expected_secret = format!(
             "engine postgres, username {role}{}",
-            if iso == Isolation::Bridge {
-                format!(", schema {role}")
-            } else {
-                String::new()
-            }
+            model
+                .secret_schema(&spec.id)
+                .map(|s| format!(", schema {s}"))
+                .unwrap_or_default()
         );
         let actual_secret = format!(
             "engine {}, username {}{}",
@@ -98,18 +67,19 @@ impl Database {
         );
         let mut secret_ok = self.check_secret(spec, secret).is_ok();
         let mut where_expected = String::new();
-        if iso != Isolation::Silo {
+        if model.in_shared_database() {
             if let (Some(h), Some(p)) = (&self.settings.host, self.settings.port) {
                 where_expected = format!("{h}:{p}/{}", self.admin.dbname());
                 secret_ok &= secret.host == *h && secret.port == p;
             }
         } else if let Some(local) = &self.settings.local_silo {
-            where_expected = format!("{}:{}/{role}", local.host, local.port);
+            let dbname = spec.id.db_name();
+            where_expected = format!("{}:{}/{dbname}", local.host, local.port);
             secret_ok &=
-                secret.host == local.host && secret.port == local.port && secret.dbname == role;
+                secret.host == local.host && secret.port == local.port && secret.dbname == dbname;
         }
         let shown_where = format!("{}:{}/{}", secret.host, secret.port, secret.dbname);
-        c.push(
+        c.add(
             "db.secret.fields",
             &if where_expected.is_empty() {
                 expected_secret
@@ -120,7 +90,7 @@ impl Database {
             secret_ok,
         );
 
-        let target = match self.target_of(spec, silo_admin).await {
+        let target = match model.target(self, spec, silo_admin).await {
             Ok(t) => t,
             Err(e) => {
                 c.error(
@@ -155,19 +125,14 @@ impl Database {
             }
         };
 
-        if let Err(e) = role_checks(&admin, &role, iso, c).await {
+        if let Err(e) = role_checks(&admin, &role, model, c).await {
             c.error(
                 "db.role.attributes",
                 "readable role attributes",
                 format!("{e:#}"),
             );
         }
-        let tier_result = match iso {
-            Isolation::Pool => pool_checks(&admin, c).await,
-            Isolation::Bridge | Isolation::Silo => {
-                schema_checks(&admin, &target, &role, &prefix, c).await
-            }
-        };
+        let tier_result = model.verify_catalog(&admin, &target, &role, c).await;
         if let Err(e) = tier_result {
             c.error(
                 &format!("{prefix}.catalog"),
@@ -184,16 +149,20 @@ impl Database {
         }
 
         // As the tenant, with exactly what the secret holds.
-        let tenant_ep = secret.endpoint(format!("secret `{}`", secret_name(&spec.id)));
+        let tenant_ep = secret.endpoint(format!("secret `{}`", spec.id.db_secret_name()));
         match tenant_ep.connect("tenantctl verify").await {
             Ok(tenant) => {
-                c.push(
+                c.add(
                     "db.tenant.connect",
                     "the secret's login connects",
                     "connected",
                     true,
                 );
-                if let Err(e) = tenant_checks(&tenant, spec, &target, &prefix, c).await {
+                let checked = match tenant_checks(&tenant, &target, &prefix, c).await {
+                    Ok(()) => model.verify_as_tenant(&tenant, spec, c).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = checked {
                     c.error(
                         &format!("{prefix}.as_tenant"),
                         "queries as the tenant",
@@ -232,7 +201,7 @@ impl Database {
         } else {
             top_name
         };
-        c.push(
+        c.add(
             "db.migrations.latest",
             &format!("target `{}` at {latest}", target.name),
             actual,
@@ -246,7 +215,7 @@ impl Database {
 async fn role_checks(
     admin: &Client,
     role: &str,
-    iso: Isolation,
+    model: &dyn Model,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
     let row = admin
@@ -262,7 +231,7 @@ async fn role_checks(
         .await
         .pg_context(|| format!("cannot read role `{role}`"))?;
     let Some(row) = row else {
-        c.push(
+        c.add(
             "db.role.exists",
             &format!("login role {role}"),
             "missing",
@@ -297,21 +266,21 @@ async fn role_checks(
     if !login {
         extra.push("NOLOGIN".into());
     }
-    c.push(
+    c.add(
         "db.role.attributes",
         "LOGIN only: not superuser, not BYPASSRLS, no CREATEROLE/CREATEDB/REPLICATION, not an admin",
         list_or(&extra, "LOGIN only"),
         extra.is_empty(),
     );
-    c.push(
+    c.add(
         "db.role.owns_nothing",
         "owns no table, view or schema",
         format!("owns {owned}"),
         owned == 0,
     );
-    let want_pool = iso == Isolation::Pool;
-    c.push(
-        &format!("db.{}.pool_membership", iso.as_str()),
+    let want_pool = model.pool_member();
+    c.add(
+        &format!("db.{}.pool_membership", model.isolation()),
         if want_pool {
             "member of tenantctl_pool"
         } else {
@@ -327,141 +296,8 @@ async fn role_checks(
     Ok(())
 }
 
-/// Pool tables: RLS enabled and forced, the tenant policy and nothing more permissive.
-async fn pool_checks(admin: &Client, c: &mut Checks) -> anyhow::Result<()> {
-    let rows = admin
-        .query(
-            "SELECT c.relname::text, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,
-                    coalesce(c.reloptions, '{}') @> '{security_invoker=true}'
-                      OR coalesce(c.reloptions, '{}') @> '{security_invoker=on}'
-             FROM pg_class c
-             WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-               AND c.relname <> $2
-             ORDER BY 1",
-            &[&ident(sql::POOL_SCHEMA), &sql::LEDGER],
-        )
-        .await
-        .pg_context(|| "cannot list the pool tables".into())?;
-    let mut not_enabled = Vec::new();
-    let mut not_forced = Vec::new();
-    let mut bad_views = Vec::new();
-    let mut tables = Vec::new();
-    for r in &rows {
-        let (name, kind, rls, force, invoker): (String, String, bool, bool, bool) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-        match kind.as_str() {
-            "v" if !invoker => bad_views.push(name),
-            "v" => {}
-            "m" | "f" => bad_views.push(name),
-            _ => {
-                if !rls {
-                    not_enabled.push(name.clone());
-                }
-                if !force {
-                    not_forced.push(name.clone());
-                }
-                tables.push(name);
-            }
-        }
-    }
-    c.push(
-        "db.pool.rls_enabled",
-        "row-level security enabled on every pool table",
-        if not_enabled.is_empty() {
-            format!("enabled on {} table(s)", tables.len())
-        } else {
-            format!("disabled on {}", not_enabled.join(", "))
-        },
-        not_enabled.is_empty(),
-    );
-    c.push(
-        "db.pool.rls_forced",
-        "row-level security forced on every pool table (applies to the owner too)",
-        if not_forced.is_empty() {
-            format!("forced on {} table(s)", tables.len())
-        } else {
-            format!("not forced on {}", not_forced.join(", "))
-        },
-        not_forced.is_empty(),
-    );
-    c.push(
-        "db.pool.views",
-        "views run with the caller's rights (security_invoker); no materialized views or foreign tables",
-        list_or(&bad_views, "ok"),
-        bad_views.is_empty(),
-    );
-
-    // Every permissive policy must be the tenant policy (for everyone, USING and WITH
-    // CHECK on the login-bound context) or the admin policy (for tenantctl_admin only):
-    // any other permissive policy would widen what a tenant sees.
-    let policies = admin
-        .query(
-            "SELECT c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
-                    coalesce((SELECT array_agg(CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END ORDER BY 1)
-                              FROM unnest(p.polroles) r), '{}'),
-                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-             WHERE c.relnamespace = to_regnamespace($1)
-             ORDER BY 1, 2",
-            &[&ident(sql::POOL_SCHEMA)],
-        )
-        .await
-        .pg_context(|| "cannot list the pool policies".into())?;
-    let mut has_policy: Vec<String> = Vec::new();
-    let mut problems = Vec::new();
-    for p in &policies {
-        let (table, name, cmd, permissive, roles, qual, check): (
-            String,
-            String,
-            String,
-            bool,
-            Vec<String>,
-            Option<String>,
-            Option<String>,
-        ) = (
-            p.get(0),
-            p.get(1),
-            p.get(2),
-            p.get(3),
-            p.get(4),
-            p.get(5),
-            p.get(6),
-        );
-        if !permissive {
-            continue;
-        }
-        let tenant_policy = name == sql::POOL_POLICY
-            && cmd == "*"
-            && roles == ["public"]
-            && qual.as_deref() == Some(POLICY_EXPR)
-            && check.as_deref() == Some(POLICY_EXPR);
-        let admin_policy = name == sql::ADMIN_POLICY && roles == [sql::ADMIN_GROUP];
-        if tenant_policy {
-            has_policy.push(table);
-        } else if !admin_policy {
-            problems.push(format!(
-                "{table}: policy {name} for {} USING {}",
-                roles.join(","),
-                qual.unwrap_or_else(|| "-".into())
-            ));
-        }
-    }
-    for t in &tables {
-        if !has_policy.contains(t) {
-            problems.push(format!("{t}: no {} policy", sql::POOL_POLICY));
-        }
-    }
-    c.push(
-        "db.pool.policy",
-        "each pool table: policy tenant_isolation USING and WITH CHECK (tenant_id = pool.current_tenant()), no other permissive policy but tenantctl_admin",
-        list_or(&problems, "ok"),
-        problems.is_empty(),
-    );
-    Ok(())
-}
-
 /// Bridge and silo: the schema is the admin's, the tenant may use it, nobody else may.
-async fn schema_checks(
+pub(crate) async fn schema_checks(
     admin: &Client,
     target: &Target,
     role: &str,
@@ -481,7 +317,7 @@ async fn schema_checks(
         .await
         .pg_context(|| format!("cannot read schema `{schema}`"))?;
     let Some(row) = row else {
-        c.push(
+        c.add(
             &format!("{prefix}.schema"),
             &format!("schema {schema} exists"),
             "missing",
@@ -491,7 +327,7 @@ async fn schema_checks(
     };
     let (owner, admin_user, usage, create, grantees): (String, String, bool, bool, Vec<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-    c.push(
+    c.add(
         &format!("{prefix}.schema_owner"),
         &format!("schema {schema} owned by the admin ({admin_user}), not by {role}"),
         format!("owned by {owner}"),
@@ -540,41 +376,18 @@ async fn schema_checks(
         let (table, grantee): (String, String) = (t.get(0), t.get(1));
         problems.push(format!("{table} granted to {grantee}"));
     }
-    c.push(
+    c.add(
         &format!("{prefix}.grants"),
         &format!("USAGE on {schema} and its tables for {role} only; nothing for PUBLIC; ledger admin-only"),
         list_or(&problems, "ok"),
         problems.is_empty(),
     );
-    if target.isolation == Isolation::Silo {
-        let public_connect: bool = admin
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-                                WHERE d.datname = current_database() AND a.grantee = 0)",
-                &[],
-            )
-            .await
-            .pg_context(|| "cannot read the database's grants".into())?
-            .get(0);
-        c.push(
-            "db.silo.database_private",
-            "PUBLIC may not connect to the dedicated database",
-            if public_connect {
-                "PUBLIC has privileges"
-            } else {
-                "private"
-            },
-            !public_connect,
-        );
-    }
     Ok(())
 }
 
-/// As the tenant: `search_path` is exactly the tier's schema, and (pool) no row of
-/// another tenant is visible even with the tenant's own context set.
+/// As the tenant: `search_path` is exactly the tier's schema (the model adds its own).
 async fn tenant_checks(
     tenant: &Client,
-    spec: &TenantSpec,
     target: &Target,
     prefix: &str,
     c: &mut Checks,
@@ -588,7 +401,7 @@ async fn tenant_checks(
         .pg_context(|| "cannot read the tenant's session".into())?;
     let (user, path, schemas): (String, String, Vec<String>) = (row.get(0), row.get(1), row.get(2));
     let pinned = schemas == [target.schema.clone()] && !path.contains(',');
-    c.push(
+    c.add(
         &format!("{prefix}.search_path"),
         &format!(
             "search_path is {} only (no public, no $user)",
@@ -597,53 +410,5 @@ async fn tenant_checks(
         format!("search_path = {path} (user {user})"),
         pinned,
     );
-    if spec.tier.isolation() == Isolation::Pool {
-        let tables = tenant
-            .query(
-                "SELECT c.oid::regclass::text FROM pg_class c
-                 WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p')
-                   AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1",
-                &[&ident(sql::POOL_SCHEMA)],
-            )
-            .await
-            .pg_context(|| "cannot list the pool tables as the tenant".into())?;
-        let mut foreign = Vec::new();
-        for t in &tables {
-            let table: String = t.get(0);
-            // The context is set for this transaction only, as the application does.
-            tenant
-                .batch_execute("BEGIN READ ONLY")
-                .await
-                .pg_context(|| "cannot start a transaction as the tenant".into())?;
-            let counted = async {
-                tenant
-                    .execute(
-                        "SELECT set_config($1, $2, true)",
-                        &[&sql::CONTEXT_SETTING, &spec.id.as_str()],
-                    )
-                    .await?;
-                tenant
-                    .query_one(
-                        &format!("SELECT count(*) FROM {table} WHERE tenant_id <> $1"),
-                        &[&spec.id.as_str()],
-                    )
-                    .await
-            }
-            .await;
-            let _ = tenant.batch_execute("ROLLBACK").await;
-            let visible: i64 = counted
-                .pg_context(|| format!("cannot read {table} as the tenant"))?
-                .get(0);
-            if visible > 0 {
-                foreign.push(format!("{table}: {visible} row(s)"));
-            }
-        }
-        c.push(
-            "db.pool.no_foreign_rows",
-            "as the tenant, no row of another tenant is visible",
-            list_or(&foreign, "none visible"),
-            foreign.is_empty(),
-        );
-    }
     Ok(())
 }
