@@ -72,6 +72,13 @@ pub enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `tenantctl man > tenantctl.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +130,19 @@ pub struct SelectArgs {
     /// Stop starting new tenants after the first failure.
     #[arg(long)]
     pub fail_fast: bool,
+}
+
+impl SelectArgs {
+    /// The selection as the fleet runner takes it.
+    pub fn selection(&self) -> crate::fleet::Selection {
+        crate::fleet::Selection {
+            ids: self.ids.clone(),
+            all: self.all,
+            tier: self.tier,
+            changed: self.changed,
+            shard: self.shard.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

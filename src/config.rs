@@ -32,6 +32,10 @@ pub struct Config {
     /// Set by `init --local`: enables settings that only make sense against the emulator.
     #[serde(default)]
     pub local: bool,
+    /// Every tier's profile with the overrides applied, resolved once when the config
+    /// loads (renders, fingerprints and provisioning ask for them per tenant).
+    #[serde(skip)]
+    profiles: BTreeMap<Tier, TierProfile>,
 }
 
 /// Standard AWS settings, shared by the SDK clients and the rendered provider block.
@@ -227,10 +231,14 @@ impl Config {
                 path.display()
             )
         })?;
-        let cfg: Config = toml::from_str(&text)
+        let mut cfg: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config `{}`", path.display()))?;
         cfg.validate()
             .with_context(|| format!("invalid config `{}`", path.display()))?;
+        cfg.profiles = Tier::ALL
+            .iter()
+            .map(|t| (*t, cfg.resolve_profile(*t)))
+            .collect();
         Ok(cfg)
     }
 
@@ -254,7 +262,15 @@ impl Config {
         Ok(())
     }
 
+    /// The tier's profile: built-in defaults with `[tiers.<tier>]` applied.
     pub fn profile(&self, tier: Tier) -> TierProfile {
+        match self.profiles.get(&tier) {
+            Some(p) => p.clone(),
+            None => self.resolve_profile(tier),
+        }
+    }
+
+    fn resolve_profile(&self, tier: Tier) -> TierProfile {
         let base = tier.default_profile();
         match self.tiers.get(&tier) {
             Some(o) => base.with_override(o),

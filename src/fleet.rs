@@ -17,10 +17,9 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cli::SelectArgs;
 use crate::context::Ctx;
 use crate::output::{Align, Progress, Report, Table};
-use crate::tenant::TenantId;
+use crate::tenant::{TenantId, Tier};
 use crate::terraform::{ChangeSummary, humanize};
 use crate::workspace::TenantSpec;
 
@@ -62,9 +61,20 @@ pub fn shard_of(id: &TenantId, count: u32) -> u32 {
     (n % count as u64) as u32 + 1
 }
 
+/// Which tenants a fleet command works on: the selection flags as plain data, so the
+/// fleet runner does not depend on the command line's types.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    pub all: bool,
+    pub tier: Option<Tier>,
+    pub changed: bool,
+    pub shard: Option<String>,
+}
+
 /// Applies the selection flags to the declared tenants. Ids are validated first (a bad
 /// id is an error even if other ids are fine); an id that is not declared is an error.
-pub fn select(all_specs: &[TenantSpec], sel: &SelectArgs) -> Result<Vec<TenantSpec>> {
+pub fn select(all_specs: &[TenantSpec], sel: &Selection) -> Result<Vec<TenantSpec>> {
     let ids = sel
         .ids
         .iter()
@@ -314,7 +324,6 @@ pub fn exit_code(results: &[TenantSummary], otherwise: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenant::Tier;
 
     fn spec(id: &str) -> TenantSpec {
         TenantSpec {
@@ -329,7 +338,7 @@ mod tests {
         let n = 4;
         let mut seen = std::collections::BTreeMap::new();
         for k in 1..=n {
-            let sel = SelectArgs {
+            let sel = Selection {
                 shard: Some(format!("{k}/{n}")),
                 ..Default::default()
             };
@@ -348,7 +357,7 @@ mod tests {
         for (id, k) in &seen {
             assert_eq!(shard_of(id, n), *k);
         }
-        let sel = SelectArgs {
+        let sel = Selection {
             shard: Some("1/4".into()),
             ..Default::default()
         };
@@ -377,7 +386,7 @@ mod tests {
             assert!(e.contains("K/N"), "{e}");
         }
         let fleet = vec![spec("acme")];
-        let sel = SelectArgs {
+        let sel = Selection {
             ids: vec!["ACME".into()],
             ..Default::default()
         };
@@ -387,7 +396,7 @@ mod tests {
                 .to_string()
                 .contains("lowercase")
         );
-        let sel = SelectArgs {
+        let sel = Selection {
             ids: vec!["nope".into()],
             ..Default::default()
         };
@@ -397,6 +406,6 @@ mod tests {
                 .to_string()
                 .contains("unknown tenant")
         );
-        assert!(select(&fleet, &SelectArgs::default()).is_err());
+        assert!(select(&fleet, &Selection::default()).is_err());
     }
 }

@@ -2,12 +2,18 @@
 //!
 //! The modules follow the flow of one tenant:
 //!
-//! `tenant` (validated id, tier, profile) → `workspace` (`tenants/<id>.toml`, the desired
-//! state) → `render` (tera templates → `.tenantctl/roots/<id>/`) → `terraform` (the
-//! subprocess wrapper: init/plan/apply/output/destroy) → `db` (the tier's database
-//! isolation and migrations) → `verify` (AWS SDK + SQL checks) → `report` (table, JSON,
-//! Markdown) → exit code (`exit`). `commands/` holds one file per subcommand; `fleet`
-//! runs many tenants with bounded parallelism.
+//! `tenant` (validated id, tier, profile, every derived name) → `workspace`
+//! (`tenants/<id>.toml`, the desired state) → `render` (tera templates →
+//! `.tenantctl/roots/<id>/`, rendered once per tenant per command) → `terraform` (the
+//! subprocess wrapper: init/plan/apply/output/destroy) → `db` (connections, migrations,
+//! the SQL of the security model, data streaming) → `verify` (AWS SDK + SQL checks) →
+//! `report` (checks and verdicts) → `output` (one table type as text, Markdown or JSON,
+//! one stdout writer, one progress helper) → exit code (`exit`).
+//!
+//! `isolation` holds one file per isolation model (pool, bridge, silo) behind one trait:
+//! everything that differs between the tiers' data isolation lives there, and nothing
+//! else matches on the isolation. `commands/` holds one file per subcommand; `fleet` runs
+//! many tenants with bounded parallelism.
 
 pub mod aws;
 pub mod cli;

@@ -242,13 +242,6 @@ impl Terraform {
         self.apply_plan(lock_timeout).await
     }
 
-    /// `terraform state list` (used by tests and `list`).
-    pub async fn state_list(&self) -> Result<Vec<String>> {
-        let r = self.run(&["state", "list", "-no-color"], false).await?;
-        self.check(&r, "terraform state list")?;
-        Ok(r.stdout.lines().map(str::to_string).collect())
-    }
-
     fn check(&self, r: &RunResult, command: &str) -> Result<()> {
         if r.code == 0 {
             return Ok(());
@@ -457,11 +450,6 @@ fn parse_lock_error(message: &str, label: &str) -> Option<TerraformError> {
         operation: field("Operation"),
         created: field("Created"),
     })
-}
-
-/// How long to wait for a lock, for messages.
-pub fn lock_timeout_display(secs: u64) -> String {
-    humanize(Duration::from_secs(secs))
 }
 
 pub fn humanize(d: Duration) -> String {

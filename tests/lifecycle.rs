@@ -2,6 +2,7 @@
 //! database side): add → verify → add again → remove, per tier, with every resource read
 //! back through the AWS CLI, not only through tenantctl's own verify.
 
+use crate::support::snapshot_text;
 use crate::support::{Workdir, unique};
 use serde_json::Value;
 
@@ -135,12 +136,23 @@ fn starter_tenant_lifecycle() {
     verify.assert_code(0);
     let v: Value = serde_json::from_str(&verify.stdout()).unwrap();
     assert_eq!(v["status"], "pass", "{}", verify.dump());
+    // Whole runs, reviewed as snapshots: verify passing in every format.
+    let zone_id = zone_of(&ws);
+    let names = [(id.as_str(), "[ID]"), (zone_id.as_str(), "[ZONE]")];
+    insta::assert_snapshot!("verify_pass_json", snapshot_text(&verify, &names));
+    for format in ["human", "markdown"] {
+        let r = ws.tenantctl(&["verify", &id, "--output", format]);
+        r.assert_code(0);
+        insta::assert_snapshot!(format!("verify_pass_{format}"), snapshot_text(&r, &names));
+    }
 
     // Converges: no changes on a rerun.
     let again = ws.tenantctl(&["add", &id, "--tier", "starter"]);
     again.assert_code(0);
     assert!(again.stderr().contains("no changes"), "{}", again.dump());
-    ws.tenantctl(&["plan", &id]).assert_code(0);
+    let plan = ws.tenantctl(&["plan", &id, "--output", "json"]);
+    plan.assert_code(0);
+    insta::assert_snapshot!("plan_no_changes", snapshot_text(&plan, &names));
 
     assert_no_secret_anywhere(&ws, &[&add, &verify, &again], &[format!("tenants/{id}/db")]);
 
@@ -183,6 +195,12 @@ fn starter_tenant_lifecycle() {
         "{}",
         drift.dump()
     );
+    insta::assert_snapshot!("verify_drift_human", snapshot_text(&drift, &names));
+    for format in ["json", "markdown"] {
+        let r = ws.tenantctl(&["verify", &id, "--output", format]);
+        r.assert_code(3);
+        insta::assert_snapshot!(format!("verify_drift_{format}"), snapshot_text(&r, &names));
+    }
 
     // Guarded: no terminal and no --yes is refused, nothing removed.
     let refused = ws.tenantctl(&["remove", &id]);
@@ -310,4 +328,9 @@ fn changing_tier_through_add_is_refused() {
         "{}",
         r.dump()
     );
+}
+
+/// The platform's hosted zone id (moto makes a new one per platform).
+fn zone_of(ws: &crate::support::Workdir) -> String {
+    crate::support::platform_zone(ws)
 }

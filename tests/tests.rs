@@ -2,10 +2,12 @@
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
 mod bad_input;
+mod cli_snapshots;
 mod db_isolation;
 mod db_migrate;
 mod fleet;
 mod interrupt;
+mod isolation_models;
 mod lifecycle;
 mod render;
 mod support;

@@ -15,7 +15,7 @@ use crate::render::RenderOptions;
 use crate::report::{self, CheckStatus, Verdict};
 
 pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, &args.select)?;
+    let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
     let svc = Services::new(ctx, true).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
     let opts = ApplyOptions {

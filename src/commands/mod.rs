@@ -40,8 +40,12 @@ pub fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
-    if let Command::Init(args) = &cli.command {
-        return init::run(&cli.config, args);
+    // Commands that need no work dir.
+    match &cli.command {
+        Command::Init(args) => return init::run(&cli.config, args),
+        Command::Completions { shell } => return completions(*shell),
+        Command::Man => return man(),
+        _ => {}
     }
     let ws = Workspace::load(&cli.config)?;
     if let Some(0) = cli.parallelism {
@@ -65,7 +69,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             && std::env::var_os("CI").is_none(),
     };
     match &cli.command {
-        Command::Init(_) => unreachable!("handled above"),
+        Command::Init(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
         Command::Platform { action } => platform::run(&ctx, *action).await,
         Command::Add(args) => add::run(&ctx, args).await,
         Command::Render(sel) => render::run(&ctx, sel),
@@ -76,4 +82,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Db { action } => db::run(&ctx, action).await,
     }
+}
+
+/// `tenantctl completions <shell>`: the script clap_complete generates from the CLI.
+fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tenantctl", &mut buf);
+    crate::output::emit(&String::from_utf8_lossy(&buf))?;
+    Ok(crate::exit::Outcome::Success.code())
+}
+
+/// `tenantctl man`: the man page clap_mangen renders from the CLI.
+fn man() -> Result<u8> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut buf)?;
+    crate::output::emit(&String::from_utf8_lossy(&buf))?;
+    Ok(crate::exit::Outcome::Success.code())
 }

@@ -12,7 +12,7 @@ use crate::render::RenderOptions;
 use crate::terraform::PlanOptions;
 
 pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, &args.select)?;
+    let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
     let svc = Services::new(ctx, false).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {

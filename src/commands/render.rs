@@ -10,7 +10,7 @@ use crate::output::{Report, Table};
 use crate::render::{self, RenderOptions};
 
 pub fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, sel)?;
+    let specs = fleet::select(&ctx.ws.tenants()?, &sel.selection())?;
     let platform = render::platform_values(&ctx.ws)?;
     let mut table = Table::new(&["tenant", "root"])
         .titled("tenantctl render")

@@ -261,6 +261,21 @@ impl Database {
         Ok(secret.endpoint(format!("secret `{name}`")))
     }
 
+    /// An admin connection to the database a target lives in.
+    pub async fn connect_target(
+        &self,
+        target: &Target,
+        purpose: &str,
+    ) -> Result<tokio_postgres::Client> {
+        match &target.location {
+            Location::Shared => self.admin.connect(purpose).await,
+            Location::Silo(ep) => ep.connect(purpose).await,
+            Location::Unavailable(why) => {
+                bail!("target `{}` cannot be reached: {why}", target.name)
+            }
+        }
+    }
+
     /// The targets of `specs`: the pool once if any tenant is a starter, then every
     /// other tenant's, sorted by tenant id. A target whose database cannot be reached
     /// (no admin login) is listed as unavailable, so it is reported rather than skipped.

@@ -316,3 +316,46 @@ impl Workdir {
         self
     }
 }
+
+/// A whole command run as one reviewable text for insta: exit code, stdout, stderr, with
+/// what changes from run to run replaced by placeholders: the work dir, the given
+/// (unique) names, ports, timestamps, durations, ARNs and database names.
+pub fn snapshot_text(run: &Run, names: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code(),
+        run.stdout(),
+        run.stderr()
+    );
+    for (value, placeholder) in names {
+        if !value.is_empty() {
+            text = text.replace(value, placeholder);
+        }
+    }
+    let cwd = run.cwd.display().to_string();
+    if !cwd.is_empty() {
+        text = text.replace(&cwd, "[WORKDIR]");
+    }
+    let filters: &[(&str, &str)] = &[
+        (r"arn:aws:[A-Za-z0-9:/_.+=,@-]+", "[ARN]"),
+        (
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)",
+            "[TIME]",
+        ),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"\b\d+(\.\d)?s\b", "[DUR]"),
+        (r"\b\d+m\d\ds\b", "[DUR]"),
+        (r#""duration_ms": \d+"#, r#""duration_ms": "[MS]""#),
+        (r"\bt\d+_[a-z0-9_]+\b", "[DB]"),
+        // Column widths follow the (filtered) values: keep the columns, not the padding.
+        (r"(\S)  +", "$1  "),
+        (r"-{4,}", "---"),
+    ];
+    for (pattern, placeholder) in filters {
+        text = regex::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&text, *placeholder)
+            .into_owned();
+    }
+    text
+}
