@@ -152,7 +152,7 @@ fn first_line(s: &Option<String>) -> String {
 
 fn print_migrate(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Result<()> {
     let summary = format!(
-        "{} target(s): {} migrated, {} up to date, {} failed, {} not provisioned, {} not run{} (latest {}) in {:.1} s",
+        "{} target(s): {} migrated, {} up to date, {} failed, {} not provisioned, {} not run{} (latest {}); {} migration(s) applied to {} target(s) in {:.1} s",
         report.targets.len(),
         report.count(TargetOutcome::Migrated),
         report.count(TargetOutcome::UpToDate),
@@ -164,6 +164,8 @@ fn print_migrate(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Resul
             n => format!(", {n} interrupted"),
         },
         version_name(set, report.latest),
+        report.migrations_applied,
+        report.targets_migrated,
         report.elapsed_ms as f64 / 1000.0
     );
     // Unchanged targets are noise in a run over hundreds of tenants; -v shows them.
@@ -277,7 +279,7 @@ fn print_status(ctx: &Ctx, set: &MigrationSet, rows: &[TargetStatus]) -> Result<
                     r.isolation,
                     r.version_name.as_deref().unwrap_or("-"),
                     r.pending,
-                    md_cell(&r.state),
+                    md_cell(&r.state_text()),
                     md_cell(&first_line(&r.last_error))
                 );
             }
@@ -312,7 +314,7 @@ fn print_status(ctx: &Ctx, set: &MigrationSet, rows: &[TargetStatus]) -> Result<
                     r.isolation.as_str(),
                     r.version_name.as_deref().unwrap_or("-"),
                     r.pending,
-                    r.state,
+                    r.state_text(),
                     err
                 );
             }

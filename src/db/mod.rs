@@ -38,7 +38,9 @@ use crate::tenant::{Isolation, TenantId, Tier, TierProfile};
 use crate::workspace::{TenantSpec, Workspace};
 
 pub use connect::Endpoint;
-pub use migrate::{MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus};
+pub use migrate::{
+    MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetState, TargetStatus,
+};
 pub use migrations::{Migration, MigrationSet};
 
 /// A database secret as AWS stores them (`engine`, `host`, `port`, `dbname`, `username`,
