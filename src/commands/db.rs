@@ -105,7 +105,7 @@ fn version_name(set: &MigrationSet, v: Option<i32>) -> String {
 
 fn migrate_report(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Report {
     let summary = format!(
-        "{} target(s): {} migrated, {} up to date, {} failed, {} not provisioned, {} not run{} (latest {}) in {:.1} s",
+        "{} target(s): {} migrated, {} up to date, {} failed, {} not provisioned, {} not run{} (latest {}); {} migration(s) applied to {} target(s) in {:.1} s",
         report.targets.len(),
         report.count(TargetOutcome::Migrated),
         report.count(TargetOutcome::UpToDate),
@@ -117,6 +117,8 @@ fn migrate_report(ctx: &Ctx, set: &MigrationSet, report: &MigrateReport) -> Repo
             n => format!(", {n} interrupted"),
         },
         version_name(set, report.latest),
+        report.migrations_applied,
+        report.targets_migrated,
         report.elapsed_ms as f64 / 1000.0
     );
     let mut table = Table::new(&["target", "tier", "from", "to", "outcome", "error"])
@@ -185,7 +187,7 @@ fn status_report(set: &MigrationSet, rows: &[TargetStatus]) -> Report {
             r.isolation.to_string(),
             r.version_name.clone().unwrap_or_else(|| "-".into()),
             r.pending.to_string(),
-            r.state.clone(),
+            r.state_text(),
             err,
         ]);
     }

@@ -41,7 +41,7 @@ use crate::workspace::{TenantSpec, Workspace};
 
 pub use connect::Endpoint;
 pub use migrate::{
-    LockHeld, MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus,
+    LockHeld, MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetState, TargetStatus,
 };
 pub use migrations::{Migration, MigrationSet};
 
