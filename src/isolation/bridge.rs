@@ -72,49 +72,4 @@ impl Model for Bridge {
     ) -> Result<()> {
         schema_checks(admin, target, role, "db.bridge", c).await
     }
-
-    fn after_migration(&self, target: &Target) -> String {
-        sql::tenant_after_migration(&target.schema, &target.schema, target_tenant(target))
-    }
-
-    fn row_filter(&self, _id: &TenantId) -> Option<String> {
-        None
-    }
-
-    async fn freeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
-        schema_freeze(client, target, id, true).await
-    }
-
-    async fn unfreeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
-        schema_freeze(client, target, id, false).await
-    }
-}
-
-/// The tenant a schema target belongs to.
-pub(super) fn target_tenant(target: &Target) -> &str {
-    target.tenant.as_ref().map(|t| t.as_str()).unwrap_or("")
-}
-
-/// Freezing a schema-per-tenant target (bridge and silo): the login keeps SELECT and
-/// loses every write privilege on the schema's tables; the marker keeps provisioning
-/// and migrations from granting them back.
-pub(super) async fn schema_freeze(
-    client: &Client,
-    target: &Target,
-    id: &TenantId,
-    frozen: bool,
-) -> Result<()> {
-    let role = id.db_role();
-    let mut body = crate::db::data::mark_frozen(&role, frozen);
-    body.push_str(&sql::tenant_write_grants(&target.schema, &role));
-    if frozen {
-        body.push_str(&crate::db::data::terminate_sessions(&role));
-    }
-    let verb = if frozen { "freeze" } else { "unfreeze" };
-    setup_tx(client, &body).await.with_context(|| {
-        format!(
-            "cannot {verb} the writes of tenant `{id}` in schema `{}`",
-            target.schema
-        )
-    })
 }

@@ -20,20 +20,22 @@ pub mod bridge;
 pub mod pool;
 pub mod silo;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use tokio_postgres::{Client, CopyInSink, CopyOutStream};
 
 use crate::aws::AwsClients;
 use crate::db::data::{self, TableInfo};
-use crate::db::{Database, DbSecret, Target};
+use crate::db::migrate::setup_tx;
+use crate::db::{Database, DbSecret, Target, sql};
 use crate::render::TenantInputs;
 use crate::report::Checks;
 use crate::tenant::{Isolation, TenantId, Tier};
 use crate::workspace::TenantSpec;
 
-/// The behaviour of one isolation model. Defaults are what the shared-database models
-/// have in common; each model file overrides what it does differently.
+/// The behaviour of one isolation model. Defaults are what most models share (the
+/// shared database; a schema of the tenant's own, as bridge and silo have); each model
+/// file overrides what it does differently.
 #[async_trait]
 pub trait Model: Send + Sync {
     fn isolation(&self) -> Isolation;
@@ -113,13 +115,20 @@ pub trait Model: Send + Sync {
         Ok(())
     }
 
-    /// Runs after every migration on the target, in the migration's transaction.
-    fn after_migration(&self, target: &Target) -> String;
+    /// Runs after every migration on the target, in the migration's transaction. Default:
+    /// a schema of the tenant's own (the `tenant_id` check, the tenant's grants).
+    fn after_migration(&self, target: &Target) -> String {
+        let tenant = target.tenant.as_ref().map(|t| t.as_str()).unwrap_or("");
+        sql::tenant_after_migration(&target.schema, &target.schema, tenant)
+    }
 
     // --- data hooks (moves, exports) ----------------------------------------------------
 
-    /// Which rows of a table are the tenant's, as an SQL condition (`None`: all).
-    fn row_filter(&self, id: &TenantId) -> Option<String>;
+    /// Which rows of a table are the tenant's, as an SQL condition. Default: all of them
+    /// (the schema is the tenant's).
+    fn row_filter(&self, _id: &TenantId) -> Option<String> {
+        None
+    }
 
     /// The tables holding the tenant's rows, parents before children.
     async fn tables(&self, client: &Client, target: &Target) -> Result<Vec<TableInfo>> {
@@ -148,10 +157,39 @@ pub trait Model: Send + Sync {
 
     /// Stops the tenant's writes, enforced by privileges the tenant's session cannot
     /// change, and ends its sessions; reads keep working. Survives reprovisioning and
-    /// migrations until [`unfreeze`](Self::unfreeze).
-    async fn freeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()>;
+    /// migrations until [`unfreeze`](Self::unfreeze). Default: a schema of the tenant's
+    /// own, whose tables lose their write grants.
+    async fn freeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
+        schema_freeze(client, target, id, true).await
+    }
 
-    async fn unfreeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()>;
+    async fn unfreeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
+        schema_freeze(client, target, id, false).await
+    }
+}
+
+/// Freezing a schema-per-tenant target: the login keeps SELECT and loses every write
+/// privilege on the schema's tables; the marker keeps provisioning and migrations from
+/// granting them back.
+async fn schema_freeze(
+    client: &Client,
+    target: &Target,
+    id: &TenantId,
+    frozen: bool,
+) -> Result<()> {
+    let role = id.db_role();
+    let mut body = data::mark_frozen(&role, frozen);
+    body.push_str(&sql::tenant_write_grants(&target.schema, &role));
+    if frozen {
+        body.push_str(&data::terminate_sessions(&role));
+    }
+    let verb = if frozen { "freeze" } else { "unfreeze" };
+    setup_tx(client, &body).await.with_context(|| {
+        format!(
+            "cannot {verb} the writes of tenant `{id}` in schema `{}`",
+            target.schema
+        )
+    })
 }
 
 /// The model of an isolation.

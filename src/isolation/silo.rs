@@ -17,7 +17,6 @@ use crate::db::migrate::setup_tx;
 use crate::db::verify::schema_checks;
 use crate::db::{Database, DbSecret, Location, Target, sql, tenant_target};
 use crate::isolation::Model;
-use crate::isolation::bridge::{schema_freeze, target_tenant};
 use crate::render::TenantInputs;
 use crate::report::Checks;
 use crate::tenant::{Isolation, TenantId};
@@ -132,22 +131,6 @@ impl Model for Silo {
             !public_connect,
         );
         Ok(())
-    }
-
-    fn after_migration(&self, target: &Target) -> String {
-        sql::tenant_after_migration(&target.schema, &target.schema, target_tenant(target))
-    }
-
-    fn row_filter(&self, _id: &TenantId) -> Option<String> {
-        None
-    }
-
-    async fn freeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
-        schema_freeze(client, target, id, true).await
-    }
-
-    async fn unfreeze(&self, client: &Client, target: &Target, id: &TenantId) -> Result<()> {
-        schema_freeze(client, target, id, false).await
     }
 }
 
