@@ -24,6 +24,7 @@ pub mod migrate;
 pub mod migrations;
 pub mod provision;
 pub mod sql;
+pub mod tls;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use crate::workspace::{TenantSpec, Workspace};
 pub use connect::Endpoint;
 pub use migrate::{MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetStatus};
 pub use migrations::{Migration, MigrationSet};
+pub use tls::{SslMode, TlsSettings};
 
 /// A database secret as AWS stores them (`engine`, `host`, `port`, `dbname`, `username`,
 /// `password`), plus `schema` for bridge tenants. The application and AWS tooling read
@@ -89,8 +91,9 @@ fn port_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Erro
 }
 
 impl DbSecret {
-    /// Connects with exactly what the secret holds.
-    pub fn endpoint(&self, source: impl Into<String>) -> Endpoint {
+    /// Connects with exactly what the secret holds, over TLS as `tls` says (the secret
+    /// has no TLS fields: [`Database::tenant_tls`] gives `[database] sslmode/sslrootcert`).
+    pub fn endpoint(&self, source: impl Into<String>, tls: &TlsSettings) -> Endpoint {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.host)
@@ -98,7 +101,7 @@ impl DbSecret {
             .dbname(&self.dbname)
             .user(&self.username)
             .password(&self.password);
-        Endpoint::new(config, source)
+        Endpoint::new(config, source).with_tls(tls.clone())
     }
 }
 
@@ -139,6 +142,8 @@ pub struct Target {
 #[derive(Clone)]
 pub struct Database {
     admin: Endpoint,
+    /// TLS for tenant and silo connections (`[database] sslmode/sslrootcert`).
+    tenant_tls: TlsSettings,
     settings: DatabaseConfig,
     profiles: BTreeMap<Tier, TierProfile>,
     migrations_dir: PathBuf,
@@ -199,13 +204,15 @@ impl Database {
         source: &str,
         migrations_dir: PathBuf,
     ) -> Result<Database> {
-        let config = connect::parse_url(url, source)?;
+        let (config, url_tls) = connect::parse_url(url, source)?;
         if config.get_user().is_none() {
             bail!("{source} names no user\nhint: postgresql://USER:PASSWORD@HOST:PORT/DBNAME");
         }
         let profiles = Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect();
         Ok(Database {
-            admin: Endpoint::new(config, source),
+            admin: Endpoint::new(config, source)
+                .with_tls(TlsSettings::for_admin(cfg, &url_tls, source)),
+            tenant_tls: TlsSettings::for_tenants(cfg),
             settings: cfg.database.clone(),
             profiles,
             migrations_dir,
@@ -229,6 +236,11 @@ impl Database {
         &self.admin
     }
 
+    /// TLS for connections made with a tenant's or a silo's login.
+    pub fn tenant_tls(&self) -> &TlsSettings {
+        &self.tenant_tls
+    }
+
     pub fn settings(&self) -> &DatabaseConfig {
         &self.settings
     }
@@ -250,13 +262,14 @@ impl Database {
         if let Some(local) = &self.settings.local_silo {
             let mut ep = self
                 .admin
-                .with_server(&local.host, local.port, &id.pg_name());
+                .with_server(&local.host, local.port, &id.pg_name())
+                .with_tls(self.tenant_tls.clone());
             ep.source = format!("{} mapped by `[database] local_silo`", self.admin.source);
             return Ok(ep);
         }
         let name = admin_secret_name(id);
         if let Some(secret) = given {
-            return Ok(secret.endpoint(format!("secret `{name}`")));
+            return Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls));
         }
         let Some(aws) = &self.aws else {
             bail!(
@@ -264,7 +277,7 @@ impl Database {
             );
         };
         let secret: DbSecret = aws.secret_json(&name).await?;
-        Ok(secret.endpoint(format!("secret `{name}`")))
+        Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls))
     }
 
     /// The targets of `specs`: the pool once if any tenant is a starter, then every

@@ -184,7 +184,10 @@ impl Database {
         }
 
         // As the tenant, with exactly what the secret holds.
-        let tenant_ep = secret.endpoint(format!("secret `{}`", secret_name(&spec.id)));
+        let tenant_ep = secret.endpoint(
+            format!("secret `{}`", secret_name(&spec.id)),
+            &self.tenant_tls,
+        );
         match tenant_ep.connect("tenantctl verify").await {
             Ok(tenant) => {
                 c.push(
