@@ -4,6 +4,7 @@
 mod bad_input;
 mod db_isolation;
 mod db_migrate;
+mod db_tls;
 mod fleet;
 mod interrupt;
 mod lifecycle;
