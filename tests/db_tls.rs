@@ -312,7 +312,7 @@ async fn tenant_and_silo_logins_use_the_database_section() {
     };
     let id = TenantId::parse("tls-a").unwrap();
     let ep = db.silo_admin(&id, Some(&silo_admin)).await.unwrap();
-    assert_eq!(ep.tls.mode, SslMode::VerifyFull);
+    assert_eq!(ep.tls.mode(), SslMode::VerifyFull);
     let silo = ep.connect("tenantctl test").await.unwrap();
     assert!(ssl_in_use(&silo).await);
 
@@ -356,10 +356,23 @@ async fn tenant_and_silo_logins_use_the_database_section() {
 /// The binary in a work dir whose `tenantctl.toml` holds `database`, with `url` as the
 /// admin URL.
 fn run_tenantctl(database: &str, url: &str, args: &[&str]) -> std::process::Output {
+    run_tenantctl_in(database, url, args, |_| {})
+}
+
+/// Like [`run_tenantctl`], calling `prepare(work_dir)` first, and running from another
+/// directory with `--config` (so relative paths must be resolved against the work dir).
+fn run_tenantctl_in(
+    database: &str,
+    url: &str,
+    args: &[&str],
+    prepare: impl FnOnce(&Path),
+) -> std::process::Output {
     let dir = tempfile::Builder::new()
         .prefix("tenantctl-tls-")
         .tempdir()
         .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    prepare(dir.path());
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
     std::fs::write(
@@ -367,9 +380,12 @@ fn run_tenantctl(database: &str, url: &str, args: &[&str]) -> std::process::Outp
         format!("[database]\n{database}"),
     )
     .unwrap();
+    let config = dir.path().join("tenantctl.toml");
     std::process::Command::new(env!("CARGO_BIN_EXE_tenantctl"))
+        .arg("--config")
+        .arg(&config)
         .args(args)
-        .current_dir(dir.path())
+        .current_dir(elsewhere.path())
         .env("TENANTCTL_DATABASE_URL", url)
         .env_remove("TENANTCTL_CONFIG")
         .env("NO_COLOR", "1")
@@ -383,6 +399,20 @@ fn the_cli_names_the_setting_and_refuses_unknown_modes() {
     let c = tls_cluster();
     let good = format!("sslrootcert = \"{}\"\n", c.ca.display());
     let out = run_tenantctl(&good, &tls_url(c, "localhost", ""), &["db", "status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // A relative `sslrootcert` in the config is relative to the work dir.
+    let ca = c.ca.clone();
+    let out = run_tenantctl_in(
+        "sslrootcert = \"certs/ca.pem\"\n",
+        &tls_url(c, "localhost", ""),
+        &["db", "status"],
+        |dir| {
+            std::fs::create_dir_all(dir.join("certs")).unwrap();
+            std::fs::copy(&ca, dir.join("certs/ca.pem")).unwrap();
+        },
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 

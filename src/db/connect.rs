@@ -324,15 +324,12 @@ mod tests {
         );
         let ep = Endpoint::new(cfg, "`X`").with_tls(tls);
         for other in [ep.with_dbname("postgres"), ep.with_server("h2", 5433, "t")] {
-            assert_eq!(other.tls.mode, SslMode::VerifyFull);
-            assert_eq!(
-                other.tls.rootcert.as_deref(),
-                Some(std::path::Path::new("/ca.pem"))
-            );
+            assert_eq!(other.tls.mode(), SslMode::VerifyFull);
+            assert_eq!(other.tls.rootcert(), Some(std::path::Path::new("/ca.pem")));
         }
         // Without settings, an endpoint does what the driver config says (its default is
         // prefer).
         let (cfg, _) = parse_url("host=h user=u", "`Y`").unwrap();
-        assert_eq!(Endpoint::new(cfg, "`Y`").tls.mode, SslMode::Prefer);
+        assert_eq!(Endpoint::new(cfg, "`Y`").tls.mode(), SslMode::Prefer);
     }
 }

@@ -173,8 +173,14 @@ impl Database {
         Database::build(cfg, cfg.database.migrations_dir.clone())
     }
 
+    /// Like [`from_config`](Self::from_config), with relative paths of `[database]`
+    /// (`migrations_dir`, `sslrootcert`) resolved against the work dir.
     pub fn from_workspace(ws: &Workspace) -> Result<Database> {
-        Database::build(&ws.config, ws.migrations_dir())
+        let mut cfg = ws.config.clone();
+        if let Some(root) = &cfg.database.sslrootcert {
+            cfg.database.sslrootcert = Some(ws.root.join(root));
+        }
+        Database::build(&cfg, ws.migrations_dir())
     }
 
     fn build(cfg: &Config, migrations_dir: PathBuf) -> Result<Database> {

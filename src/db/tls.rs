@@ -245,18 +245,19 @@ fn keyword_values(s: &str) -> Option<Vec<(&str, String)>> {
 }
 
 /// The TLS settings of one endpoint, with where they came from (for error messages). Clones
-/// share the rustls configuration, built once on first use.
+/// share the rustls configuration, built once on first use (so the fields are read-only
+/// once built: a changed copy is made with [`new`](Self::new)).
 #[derive(Clone)]
 pub struct TlsSettings {
-    pub mode: SslMode,
+    mode: SslMode,
     /// PEM file of the certificate authorities to trust.
-    pub rootcert: Option<PathBuf>,
+    rootcert: Option<PathBuf>,
     /// How the mode was chosen, read after "sslmode verify-full": e.g. "from the admin URL
     /// in `TENANTCTL_DATABASE_URL`", "from `[database] sslmode`", "(the default unless
     /// `local = true`)".
-    pub mode_origin: String,
+    mode_origin: String,
     /// Where `rootcert` was set, in the same form.
-    pub rootcert_origin: String,
+    rootcert_origin: String,
     connector: Arc<OnceLock<Result<MakeRustlsConnect, TlsSetupError>>>,
 }
 
@@ -280,6 +281,15 @@ impl TlsSettings {
             rootcert_origin: rootcert_origin.into(),
             connector: Arc::default(),
         }
+    }
+
+    /// The sslmode as configured (see [`effective_mode`](Self::effective_mode)).
+    pub fn mode(&self) -> SslMode {
+        self.mode
+    }
+
+    pub fn rootcert(&self) -> Option<&Path> {
+        self.rootcert.as_deref()
     }
 
     /// What a bare tokio-postgres config asks for (its `disable`, `prefer` or `require`),
@@ -347,11 +357,6 @@ impl TlsSettings {
         s
     }
 
-    /// "`sslrootcert` /path" plus where it was set when that differs from the mode.
-    fn rootcert_setting(&self, path: &Path) -> String {
-        format!("`sslrootcert` {}", path.display())
-    }
-
     fn context(&self) -> String {
         match &self.rootcert {
             Some(_) if self.rootcert_origin != self.mode_origin => {
@@ -389,7 +394,7 @@ impl TlsSettings {
     }
 
     fn load_rootcert(&self, path: &Path) -> Result<RootCertStore, TlsSetupError> {
-        let what = self.rootcert_setting(path);
+        let what = rootcert_named(path);
         let pem = std::fs::read(path)
             .map_err(|e| TlsSetupError(format!("cannot read {what} ({}): {e}", self.context())))?;
         let mut roots = RootCertStore::empty();
@@ -476,7 +481,7 @@ impl TlsSettings {
                 match &self.rootcert {
                     Some(path) => format!(
                         "the server certificate is not trusted by {} ({})",
-                        self.rootcert_setting(path),
+                        rootcert_named(path),
                         self.context()
                     ),
                     None => format!(
@@ -520,6 +525,10 @@ impl TlsSettings {
             ),
         }
     }
+}
+
+fn rootcert_named(path: &Path) -> String {
+    format!("`sslrootcert` {}", path.display())
 }
 
 /// The rustls error inside a connection error's cause, if any (tokio-rustls wraps it in an
