@@ -454,3 +454,62 @@ fn the_cli_names_the_setting_and_refuses_unknown_modes() {
         "{stderr}"
     );
 }
+
+/// A listener on loopback that answers the first connection's TLS request with `S` and
+/// then garbage (a broken TLS server), and relays every later connection to `to`.
+async fn broken_tls_then_relay(to: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut first = true;
+        // Bounded: the test makes at most a few connections.
+        for _ in 0..4 {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            if std::mem::take(&mut first) {
+                let mut request = [0u8; 8];
+                if client.read_exact(&mut request).await.is_ok() {
+                    let _ = client.write_all(b"SHTTP/1.1 400 Bad Request\r\n\r\n").await;
+                }
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_falls_back_to_plaintext_when_the_handshake_fails_and_require_does_not() {
+    let plain = cluster();
+    let port = broken_tls_then_relay(plain.port).await;
+    let client = admin_connect(
+        &remote_config(None),
+        &url(port, "127.0.0.1", "?sslmode=prefer"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ssl_in_use(&client).await);
+
+    let port = broken_tls_then_relay(plain.port).await;
+    let err = no_password(
+        admin_connect(
+            &remote_config(None),
+            &url(port, "127.0.0.1", "?sslmode=require"),
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+    );
+    assert!(
+        err.contains(": TLS handshake failed: ")
+            && err.ends_with(&format!("(sslmode require from {SOURCE})")),
+        "{err}"
+    );
+}
