@@ -120,6 +120,23 @@ async fn a_certificate_from_another_ca_is_refused_naming_sslrootcert() {
         "{err}"
     );
 
+    // Without `sslrootcert`, the system's roots decide: they do not know the test CA.
+    let err = no_password(
+        admin_connect(
+            &remote_config(None),
+            &tls_url(c, "localhost", "?sslmode=verify-full"),
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+    );
+    assert!(
+        err.contains(&format!(
+            "the server certificate is not trusted by the system root certificates (sslmode verify-full from {SOURCE}; no `sslrootcert` given)\nhint: set `sslrootcert`"
+        )) || err.contains("no system root certificates found"),
+        "{err}"
+    );
+
     // A missing file is named too, before anything is sent.
     let params = "?sslmode=verify-ca&sslrootcert=/nonexistent/global-bundle.pem";
     let err = no_password(
