@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::db::tls::SslMode;
 use crate::tenant::{Tier, TierProfile, TierProfileOverride};
 
 pub const CONFIG_FILE: &str = "tenantctl.toml";
@@ -141,6 +142,12 @@ pub struct DatabaseConfig {
     pub lock_timeout_ms: u64,
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
+    /// libpq's sslmode for tenant and silo connections, and the admin URL's default:
+    /// `prefer` when `local = true`, `verify-full` otherwise.
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CAs to trust (for RDS, the downloaded global bundle); without it,
+    /// verify-* modes use the system's trust store.
+    pub sslrootcert: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -155,6 +162,8 @@ impl Default for DatabaseConfig {
             connection_budget: default_connection_budget(),
             lock_timeout_ms: default_lock_timeout_ms(),
             statement_timeout_ms: default_statement_timeout_ms(),
+            sslmode: None,
+            sslrootcert: None,
         }
     }
 }
@@ -319,6 +328,11 @@ port = 5432
 name = "app"
 migrations_dir = "migrations"
 connection_budget = 10
+# TLS for tenant and dedicated-database connections, and the admin URL's default (its own
+# ?sslmode=&sslrootcert= win). verify-full is the default; for Amazon RDS, point sslrootcert
+# at the CA bundle downloaded from AWS (tenantctl downloads nothing).
+# sslmode = "verify-full"
+# sslrootcert = "/etc/tenantctl/global-bundle.pem"
 
 [state]
 backend = "local"
@@ -362,6 +376,9 @@ connection_budget = 10
 # Dedicated (enterprise) databases become databases on this PostgreSQL: the emulator's
 # RDS endpoints are not real servers. For local use and tests only.
 local_silo = { host = "127.0.0.1", port = 5432 }
+# TLS: prefer (TLS when the server offers it, nothing verified) is the default with
+# `local = true`.
+# sslmode = "prefer"
 
 [state]
 backend = "local"
@@ -397,5 +414,23 @@ mod tests {
         assert!(toml::from_str::<Config>("[aws]\nregoin = \"x\"\n").is_err());
         let cfg: Config = toml::from_str("[tiers.starter]\nmemory = 3000\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("Fargate"));
+    }
+
+    #[test]
+    fn database_tls_settings_parse_and_unknown_sslmode_is_refused() {
+        let cfg: Config = toml::from_str(
+            "[database]\nsslmode = \"verify-ca\"\nsslrootcert = \"/etc/ssl/rds.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.database.sslmode, Some(SslMode::VerifyCa));
+        assert_eq!(
+            cfg.database.sslrootcert.as_deref(),
+            Some(Path::new("/etc/ssl/rds.pem"))
+        );
+        let err = toml::from_str::<Config>("[database]\nsslmode = \"verify_full\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown sslmode `verify_full`"), "{err}");
+        assert!(err.contains("`verify-full`"), "{err}");
     }
 }

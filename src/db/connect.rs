@@ -4,12 +4,20 @@
 //! environment variable, `[database] local_silo`, a tenant's secret), so every error can
 //! say which database failed and where its settings live, without ever showing a
 //! password: labels are built from host, port, database and user only.
+//!
+//! Each endpoint carries its [`TlsSettings`] (libpq's `sslmode`/`sslrootcert`, see
+//! [`super::tls`]); [`Endpoint::connect_raw`] connects through rustls accordingly, and
+//! [`Endpoint::connect_error`] names the TLS setting when the handshake or the server's
+//! certificate is what failed.
 
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
+
+use super::tls::{self, SslMode, TlsSettings, UrlTls};
 
 /// A connection target and a human description of its origin.
 #[derive(Clone)]
@@ -17,6 +25,9 @@ pub struct Endpoint {
     pub config: Config,
     /// e.g. "the admin URL in `TENANTCTL_DATABASE_URL`".
     pub source: String,
+    /// libpq's sslmode/sslrootcert for this endpoint; the driver's own `ssl_mode` in
+    /// `config` is ignored (it is derived from this at connect time).
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -28,11 +39,20 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
+    /// TLS as the driver config asks (`disable`, `prefer` or `require`, no root
+    /// certificate); [`with_tls`](Self::with_tls) sets libpq's full settings.
     pub fn new(config: Config, source: impl Into<String>) -> Endpoint {
+        let source = source.into();
         Endpoint {
+            tls: TlsSettings::from_driver(&config, &source),
             config,
-            source: source.into(),
+            source,
         }
+    }
+
+    pub fn with_tls(mut self, tls: TlsSettings) -> Endpoint {
+        self.tls = tls;
+        self
     }
 
     /// `user@host:port/dbname`, never the password.
@@ -67,10 +87,11 @@ impl Endpoint {
         Endpoint {
             config,
             source: self.source.clone(),
+            tls: self.tls.clone(),
         }
     }
 
-    /// The same login on another server (local silo mapping).
+    /// The same login on another server (local silo mapping), with the same TLS settings.
     pub fn with_server(&self, host: &str, port: u16, dbname: &str) -> Endpoint {
         let mut config = Config::new();
         config.host(host).port(port).dbname(dbname);
@@ -86,6 +107,7 @@ impl Endpoint {
         Endpoint {
             config,
             source: self.source.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -105,40 +127,76 @@ impl Endpoint {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        // No TLS connector is wired in: sslmode=require fails in the driver with a clear
-        // "TLS required" error rather than silently connecting in the clear.
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Errors surface on the next query through the client; nothing to do here.
-            let _ = connection.await;
-        });
-        Ok(client)
+        // libpq never uses TLS on a Unix-domain socket; the server would refuse it.
+        let all_unix = config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)))
+            && !config.get_hosts().is_empty();
+        let mode = self.tls.effective_mode();
+        if mode == SslMode::Disable || all_unix {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            return spawn_connection(&config, NoTls).await;
+        }
+        config.ssl_mode(self.tls.driver_mode());
+        match spawn_connection(&config, self.tls.connector()).await {
+            // libpq's prefer: a failed handshake is retried in plaintext (nothing is
+            // verified in this mode anyway).
+            Err(e) if mode == SslMode::Prefer && tls::is_handshake_failure(&e) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                spawn_connection(&config, NoTls).await
+            }
+            other => other,
+        }
     }
 
-    /// "cannot connect to PostgreSQL at user@host:port/db (origin): cause".
+    /// "cannot connect to PostgreSQL at user@host:port/db (origin): cause", where a TLS
+    /// cause names the sslmode/sslrootcert setting and where it came from.
     pub fn connect_error(&self, e: &tokio_postgres::Error) -> anyhow::Error {
-        let hint = if self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            "\nhint: tenantctl connects without TLS for now: use sslmode=prefer or disable, or a TLS-terminating proxy"
-        } else {
-            ""
-        };
+        let cause = self.tls.explain(e).unwrap_or_else(|| describe(e));
+        let hint = self
+            .tls
+            .hint(e)
+            .map(|h| format!("\n{h}"))
+            .unwrap_or_default();
         anyhow!(
-            "cannot connect to PostgreSQL at {} ({}): {}{hint}",
+            "cannot connect to PostgreSQL at {} ({}): {cause}{hint}",
             self.label(),
             self.source,
-            describe(e)
         )
     }
 }
 
-/// Parses a connection URL or key=value string. The error never quotes the input, which
+/// Connects and drives the connection on its own task.
+async fn spawn_connection<T>(config: &Config, tls: T) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        // Errors surface on the next query through the client; nothing to do here.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Parses a connection URL or key=value string: the driver's config, and libpq's
+/// `sslmode`/`sslrootcert`, which tokio-postgres cannot read (it refuses `verify-full`).
+/// An unknown sslmode is refused by name; otherwise the error never quotes the input, which
 /// holds a password.
-pub fn parse_url(url: &str, source: &str) -> Result<Config> {
-    url.parse::<Config>().map_err(|_| {
+pub fn parse_url(url: &str, source: &str) -> Result<(Config, UrlTls)> {
+    let malformed = || {
         anyhow!(
             "{source} is not a valid PostgreSQL connection string\nhint: expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME (percent-encode special characters in the password)"
         )
-    })
+    };
+    let (rest, tls) = tls::split_url(url).map_err(|e| match e {
+        Some(unknown) => anyhow!("{source} has an {unknown}"),
+        None => malformed(),
+    })?;
+    let config = rest.parse::<Config>().map_err(|_| malformed())?;
+    Ok((config, tls))
 }
 
 /// One line for a tokio-postgres error: the server's message with its SQLSTATE, detail and
@@ -198,7 +256,8 @@ mod tests {
 
     #[test]
     fn label_never_shows_the_password() {
-        let cfg = parse_url("postgresql://admin:s3cr%40t@db.internal:6543/app", "`X`").unwrap();
+        let (cfg, _) =
+            parse_url("postgresql://admin:s3cr%40t@db.internal:6543/app", "`X`").unwrap();
         let ep = Endpoint::new(cfg, "`X`");
         assert_eq!(ep.label(), "admin@db.internal:6543/app");
         assert!(!format!("{ep:?}").contains("s3cr"));
@@ -214,5 +273,63 @@ mod tests {
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("`X`"), "{err}");
+    }
+
+    #[test]
+    fn tls_parameters_are_ours_not_the_drivers() {
+        // tokio-postgres alone refuses verify-full; parse_url takes it out first.
+        assert!(
+            "postgresql://u:pw@h/db?sslmode=verify-full"
+                .parse::<Config>()
+                .is_err()
+        );
+        let (cfg, tls) = parse_url(
+            "postgresql://admin:hunter2@db.internal/app?sslmode=verify-full&sslrootcert=/etc/rds/global-bundle.pem&application_name=x",
+            "`X`",
+        )
+        .unwrap();
+        assert_eq!(tls.sslmode, Some(SslMode::VerifyFull));
+        assert_eq!(
+            tls.sslrootcert.as_deref(),
+            Some(std::path::Path::new("/etc/rds/global-bundle.pem"))
+        );
+        assert_eq!(cfg.get_password(), Some(&b"hunter2"[..]));
+        assert_eq!(cfg.get_application_name(), Some("x"));
+
+        let err = parse_url("postgresql://admin:hunter2@h/db?sslmode=strict", "`X`")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "`X` has an unknown sslmode `strict`: expected one of `disable`, `prefer`, `require`, `verify-ca`, `verify-full`"
+        );
+        let err = parse_url("host=h password='hunter2 sslmode=require", "`X`")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("not a valid PostgreSQL connection string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn endpoint_keeps_its_tls_settings_across_databases_and_servers() {
+        let (cfg, _) = parse_url("postgresql://a:b@h/db", "`X`").unwrap();
+        let tls = TlsSettings::new(
+            SslMode::VerifyFull,
+            "from `[database] sslmode`",
+            Some("/ca.pem".into()),
+            "from `[database] sslrootcert`",
+        );
+        let ep = Endpoint::new(cfg, "`X`").with_tls(tls);
+        for other in [ep.with_dbname("postgres"), ep.with_server("h2", 5433, "t")] {
+            assert_eq!(other.tls.mode(), SslMode::VerifyFull);
+            assert_eq!(other.tls.rootcert(), Some(std::path::Path::new("/ca.pem")));
+        }
+        // Without settings, an endpoint does what the driver config says (its default is
+        // prefer).
+        let (cfg, _) = parse_url("host=h user=u", "`Y`").unwrap();
+        assert_eq!(Endpoint::new(cfg, "`Y`").tls.mode(), SslMode::Prefer);
     }
 }

@@ -25,6 +25,7 @@ pub mod migrate;
 pub mod migrations;
 pub mod provision;
 pub mod sql;
+pub mod tls;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ pub use migrate::{
     LockHeld, MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetState, TargetStatus,
 };
 pub use migrations::{Migration, MigrationSet};
+pub use tls::{SslMode, TlsSettings};
 
 /// A database secret as AWS stores them (`engine`, `host`, `port`, `dbname`, `username`,
 /// `password`), plus `schema` for bridge tenants. The application and AWS tooling read
@@ -93,8 +95,9 @@ fn port_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Erro
 }
 
 impl DbSecret {
-    /// Connects with exactly what the secret holds.
-    pub fn endpoint(&self, source: impl Into<String>) -> Endpoint {
+    /// Connects with exactly what the secret holds, over TLS as `tls` says (the secret
+    /// has no TLS fields: [`Database::tenant_tls`] gives `[database] sslmode/sslrootcert`).
+    pub fn endpoint(&self, source: impl Into<String>, tls: &TlsSettings) -> Endpoint {
         let mut config = tokio_postgres::Config::new();
         config
             .host(&self.host)
@@ -102,7 +105,7 @@ impl DbSecret {
             .dbname(&self.dbname)
             .user(&self.username)
             .password(&self.password);
-        Endpoint::new(config, source)
+        Endpoint::new(config, source).with_tls(tls.clone())
     }
 }
 
@@ -133,6 +136,8 @@ pub struct Target {
 #[derive(Clone)]
 pub struct Database {
     admin: Endpoint,
+    /// TLS for tenant and silo connections (`[database] sslmode/sslrootcert`).
+    tenant_tls: TlsSettings,
     settings: DatabaseConfig,
     profiles: BTreeMap<Tier, TierProfile>,
     migrations_dir: PathBuf,
@@ -162,8 +167,14 @@ impl Database {
         Database::build(cfg, cfg.database.migrations_dir.clone())
     }
 
+    /// Like [`from_config`](Self::from_config), with relative paths of `[database]`
+    /// (`migrations_dir`, `sslrootcert`) resolved against the work dir.
     pub fn from_workspace(ws: &Workspace) -> Result<Database> {
-        Database::build(&ws.config, ws.migrations_dir())
+        let mut cfg = ws.config.clone();
+        if let Some(root) = &cfg.database.sslrootcert {
+            cfg.database.sslrootcert = Some(ws.root.join(root));
+        }
+        Database::build(&cfg, ws.migrations_dir())
     }
 
     fn build(cfg: &Config, migrations_dir: PathBuf) -> Result<Database> {
@@ -193,13 +204,15 @@ impl Database {
         source: &str,
         migrations_dir: PathBuf,
     ) -> Result<Database> {
-        let config = connect::parse_url(url, source)?;
+        let (config, url_tls) = connect::parse_url(url, source)?;
         if config.get_user().is_none() {
             bail!("{source} names no user\nhint: postgresql://USER:PASSWORD@HOST:PORT/DBNAME");
         }
         let profiles = Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect();
         Ok(Database {
-            admin: Endpoint::new(config, source),
+            admin: Endpoint::new(config, source)
+                .with_tls(TlsSettings::for_admin(cfg, &url_tls, source)),
+            tenant_tls: TlsSettings::for_tenants(cfg),
             settings: cfg.database.clone(),
             profiles,
             migrations_dir,
@@ -223,6 +236,11 @@ impl Database {
         &self.admin
     }
 
+    /// TLS for connections made with a tenant's or a silo's login.
+    pub fn tenant_tls(&self) -> &TlsSettings {
+        &self.tenant_tls
+    }
+
     pub fn settings(&self) -> &DatabaseConfig {
         &self.settings
     }
@@ -244,13 +262,14 @@ impl Database {
         if let Some(local) = &self.settings.local_silo {
             let mut ep = self
                 .admin
-                .with_server(&local.host, local.port, &id.db_name());
+                .with_server(&local.host, local.port, &id.db_name())
+                .with_tls(self.tenant_tls.clone());
             ep.source = format!("{} mapped by `[database] local_silo`", self.admin.source);
             return Ok(ep);
         }
         let name = id.db_admin_secret_name();
         if let Some(secret) = given {
-            return Ok(secret.endpoint(format!("secret `{name}`")));
+            return Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls));
         }
         let Some(aws) = &self.aws else {
             bail!(
@@ -258,7 +277,7 @@ impl Database {
             );
         };
         let secret: DbSecret = aws.secret_json(&name).await?;
-        Ok(secret.endpoint(format!("secret `{name}`")))
+        Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls))
     }
 
     /// An admin connection to the database a target lives in.

@@ -149,7 +149,10 @@ impl Database {
         }
 
         // As the tenant, with exactly what the secret holds.
-        let tenant_ep = secret.endpoint(format!("secret `{}`", spec.id.db_secret_name()));
+        let tenant_ep = secret.endpoint(
+            format!("secret `{}`", spec.id.db_secret_name()),
+            &self.tenant_tls,
+        );
         match tenant_ep.connect("tenantctl verify").await {
             Ok(tenant) => {
                 c.add(

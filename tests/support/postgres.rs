@@ -8,6 +8,9 @@
 //!
 //! initdb refuses to run as root: then the temp dir is handed to the `postgres` user and
 //! initdb/pg_ctl run through `runuser -u postgres --`.
+//!
+//! A second cluster, [`tls_cluster`], accepts TLS connections only, with a server
+//! certificate for `localhost` signed by a CA made at test time (rcgen).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -97,6 +100,12 @@ fn postgres_ids() -> (u32, u32) {
 impl Cluster {
     /// initdb + pg_ctl start. `server_opts` are extra `postgres` options (`-c k=v`).
     pub fn start(server_opts: &[&str]) -> Cluster {
+        Cluster::start_with(server_opts, |_, _| {})
+    }
+
+    /// Like [`start`](Self::start), calling `prepare(dir, data_dir)` between initdb and
+    /// the first start (to add files, edit `postgresql.conf` or `pg_hba.conf`).
+    pub fn start_with(server_opts: &[&str], prepare: impl FnOnce(&Path, &Path)) -> Cluster {
         let bin = pg_bin_dir();
         let as_postgres = unsafe { libc::geteuid() } == 0;
         let dir = tempfile::Builder::new()
@@ -134,6 +143,7 @@ impl Cluster {
             ],
         );
         assert!(out.status.success(), "initdb failed:\n{}", dump(&out));
+        prepare(&dir, &data);
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -232,6 +242,114 @@ impl Cluster {
             .await
             .unwrap();
         name
+    }
+}
+
+/// A cluster that accepts TLS only: `hostssl ... scram-sha-256` for loopback, `hostnossl
+/// ... reject` for everything else, a server certificate for DNS name `localhost` only.
+pub struct TlsCluster {
+    pub cluster: Cluster,
+    /// PEM of the CA that signed the server certificate.
+    pub ca: PathBuf,
+    /// PEM of a CA that signed nothing here: "the wrong CA".
+    pub other_ca: PathBuf,
+}
+
+static TLS_CLUSTER: OnceLock<TlsCluster> = OnceLock::new();
+
+/// The TLS-only cluster of this test binary, started on first use, stopped at exit.
+pub fn tls_cluster() -> &'static TlsCluster {
+    TLS_CLUSTER.get_or_init(|| {
+        let (ca_pem, issuer) = test_ca("tenantctl test CA");
+        let (other_ca_pem, _) = test_ca("tenantctl unrelated CA");
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let server_cert = params.signed_by(&server_key, &issuer).unwrap();
+
+        let mut files = (PathBuf::new(), PathBuf::new());
+        let cluster = Cluster::start_with(
+            &["-c", "fsync=off", "-c", "synchronous_commit=off"],
+            |dir, data| {
+                let cert = dir.join("server.crt");
+                let key = dir.join("server.key");
+                std::fs::write(&cert, server_cert.pem()).unwrap();
+                std::fs::write(&key, server_key.serialize_pem()).unwrap();
+                // PostgreSQL refuses a key file others can read, or one it does not own.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+                give_to_postgres(&cert);
+                give_to_postgres(&key);
+                let ca = dir.join("ca.pem");
+                let other = dir.join("other-ca.pem");
+                std::fs::write(&ca, &ca_pem).unwrap();
+                std::fs::write(&other, &other_ca_pem).unwrap();
+                files = (ca, other);
+
+                let conf = data.join("postgresql.conf");
+                let mut text = std::fs::read_to_string(&conf).unwrap();
+                text.push_str(&format!(
+                    "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                    cert.display(),
+                    key.display()
+                ));
+                std::fs::write(&conf, text).unwrap();
+                std::fs::write(
+                    data.join("pg_hba.conf"),
+                    "local     all all              scram-sha-256\n\
+                     hostssl   all all 127.0.0.1/32 scram-sha-256\n\
+                     hostssl   all all ::1/128      scram-sha-256\n\
+                     hostnossl all all 0.0.0.0/0    reject\n\
+                     hostnossl all all ::/0         reject\n",
+                )
+                .unwrap();
+            },
+        );
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe {
+            libc::atexit(stop_tls_at_exit);
+        }
+        TlsCluster {
+            cluster,
+            ca: files.0,
+            other_ca: files.1,
+        }
+    })
+}
+
+extern "C" fn stop_tls_at_exit() {
+    if let Some(c) = TLS_CLUSTER.get() {
+        c.cluster.stop();
+    }
+}
+
+/// A self-signed CA: its certificate as PEM, and the issuer that signs with it.
+fn test_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), rcgen::Issuer::new(params, key))
+}
+
+/// When running as root, the server runs as `postgres` and must own its files.
+fn give_to_postgres(path: &Path) {
+    if unsafe { libc::geteuid() } == 0 {
+        let (uid, gid) = postgres_ids();
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }
 }
 
