@@ -7,5 +7,6 @@ mod db_migrate;
 mod fleet;
 mod interrupt;
 mod lifecycle;
+mod module_contract;
 mod render;
 mod support;
