@@ -2,19 +2,20 @@
 //! `src/tenant.rs` refuses, with its own messages naming the value and the rule, and every
 //! root under `terraform/examples/` validates. Real Terraform and provider, no AWS.
 //!
-//! Three ways to reach the module's variable validation, cheapest first (measured with
-//! Terraform 1.11.4 on a loaded 2-core machine):
+//! Three ways to reach the module's variable validation, cheapest first (Terraform 1.11.4,
+//! 2 cores; the larger numbers with other builds running):
 //! - `terraform test` on a root holding only the module's own `variables.tf`: no provider,
-//!   about 35 ms a case, so whole tables of cases are compared with the Rust rules. One test
+//!   30-50 ms a case, so whole tables of cases are compared with the Rust rules. One test
 //!   file per case, because a run that fails skips the rest of its file.
 //! - `terraform validate` on a root calling the module with literal values (4-5 s, the
 //!   provider schema): rules that read one variable.
-//! - `terraform plan` of such a root (about 11 s): rules that read two variables (tier and
-//!   isolation, cpu and memory). Terraform 1.11 evaluates those only at plan; `validate`
-//!   treats the other variable as unknown. A plan also stops before them while a
-//!   single-variable rule fails, so the two kinds live in different roots. The provider has
-//!   fake credentials and every endpoint on a closed local port: validation happens before
-//!   any API call, and the calls the plan then makes fail without leaving the machine.
+//! - `terraform plan` of such a root (11 s, up to 40 s): rules that read two variables
+//!   (tier and isolation, cpu and memory). Terraform 1.11 evaluates those only at plan;
+//!   `validate` treats the other variable as unknown. A plan also stops before them while
+//!   a single-variable rule fails, so the two kinds live in different roots. Validation
+//!   needs no API call, but the plan reads data sources and opens ephemeral resources
+//!   anyway: the provider has fake credentials and every endpoint on a closed local port,
+//!   so those calls fail at once without leaving the machine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
