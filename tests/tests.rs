@@ -10,5 +10,6 @@ mod fleet;
 mod interrupt;
 mod isolation_models;
 mod lifecycle;
+mod module_contract;
 mod render;
 mod support;

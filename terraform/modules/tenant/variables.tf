@@ -1,50 +1,93 @@
 variable "tenant_id" {
-  description = "Tenant identifier: lower-case letters, digits and single hyphens, starting with a letter, at most 52 characters (so that `tenant-<id>-exec` fits IAM's 64-character role name limit and `tenant_<id>` PostgreSQL's 63)."
+  description = "Tenant identifier: lower-case letters, digits and single hyphens, starting with a letter, at most 52 characters (so that `tenant-<id>-exec` fits IAM's 64-character role name limit and `tenant_<id>` PostgreSQL's 63), and not a reserved name."
   type        = string
 
+  # The same rule as TenantId::parse in tenantctl's src/tenant.rs, so the module refuses
+  # what tenantctl refuses even when it is driven without tenantctl.
   validation {
     condition     = can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", var.tenant_id)) && length(var.tenant_id) <= 52
-    error_message = "The tenant_id must match ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ and be at most 52 characters long."
+    error_message = "The tenant_id \"${var.tenant_id}\" (${length(var.tenant_id)} characters) is invalid: it must match ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ (lower-case letters, digits and single hyphens, starting with a letter) and be at most 52 characters long, so that IAM role `tenant-<id>-exec` fits in 64."
+  }
+
+  # Names that would collide with platform hostnames, PostgreSQL schemas or roles: the
+  # same list as RESERVED in src/tenant.rs. tests/module_contract.rs parses this list and
+  # compares it with RESERVED, so keep it a literal list of strings here.
+  validation {
+    condition = !contains([
+      "www", "api", "admin", "app", "apps", "auth", "login", "mail", "smtp",
+      "ftp", "ns", "ns1", "ns2", "dns", "cdn", "static", "assets", "status",
+      "help", "support", "docs", "blog", "public", "pool", "postgres", "pg",
+      "root", "system", "internal", "platform", "shared", "tenant",
+      "tenants", "tenantctl", "ingress", "default", "localhost", "test",
+    ], var.tenant_id)
+    error_message = "The tenant_id \"${var.tenant_id}\" is a reserved name: it would collide with a platform hostname, PostgreSQL schema or role (the reserved names are RESERVED in tenantctl's src/tenant.rs)."
   }
 }
 
 variable "tier" {
-  description = "Tenant tier: starter, growth or enterprise."
+  description = "Tenant tier: starter, growth or enterprise. The tier fixes the isolation model (see isolation)."
   type        = string
 
   validation {
     condition     = contains(["starter", "growth", "enterprise"], var.tier)
-    error_message = "The tier must be one of: starter, growth, enterprise."
+    error_message = "The tier \"${var.tier}\" is invalid: it must be one of starter, growth, enterprise."
   }
 }
 
 variable "isolation" {
-  description = "Database isolation model: pool (shared tables, row-level security), bridge (own schema in the shared database) or silo (dedicated RDS instance, KMS key, security group and ECS service)."
+  description = "Database isolation model, fixed by the tier: pool for starter (shared tables, row-level security), bridge for growth (own schema in the shared database), silo for enterprise (dedicated RDS instance, KMS key, security group and ECS service)."
   type        = string
 
   validation {
     condition     = contains(["pool", "bridge", "silo"], var.isolation)
-    error_message = "The isolation must be one of: pool, bridge, silo."
+    error_message = "The isolation \"${var.isolation}\" is invalid: it must be one of pool, bridge, silo."
+  }
+
+  # Tier::isolation in src/tenant.rs: the tier fixes the isolation model, and changing
+  # isolation is a tier change (a move). An unknown tier is left to the tier's own
+  # validation (lookup falls back to var.isolation) so it is reported once.
+  # A rule that reads another variable is checked by `terraform plan`, not by
+  # `terraform validate` (Terraform 1.11 treats the other variable as unknown there).
+  validation {
+    condition     = lookup({ starter = "pool", growth = "bridge", enterprise = "silo" }, var.tier, var.isolation) == var.isolation
+    error_message = "The isolation \"${var.isolation}\" does not match the tier \"${var.tier}\": the tier fixes the isolation (starter -> pool, growth -> bridge, enterprise -> silo)."
   }
 }
 
 variable "cpu" {
-  description = "Fargate task CPU units (256, 512, 1024, 2048, 4096, 8192 or 16384)."
+  description = "Fargate task CPU units: 256, 512, 1024, 2048 or 4096 (the sizes tenantctl's tier profiles allow)."
   type        = number
 
   validation {
-    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.cpu)
-    error_message = "The cpu must be a Fargate CPU size: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+    condition     = contains([256, 512, 1024, 2048, 4096], var.cpu)
+    error_message = "The cpu ${var.cpu} is invalid: it must be a Fargate CPU size tenantctl allows: 256, 512, 1024, 2048 or 4096."
   }
 }
 
 variable "memory" {
-  description = "Fargate task memory in MiB (must be a valid combination with cpu)."
+  description = "Fargate task memory in MiB, a size Fargate offers with cpu: 512, 1024 or 2048 with cpu 256; 1024-4096 with 512; 2048-8192 with 1024; 4096-16384 with 2048; 8192-30720 with 4096 (above cpu 256 in steps of 1024)."
   type        = number
 
+  # Checked by `terraform validate` too (it reads no other variable): the smallest and
+  # largest memory of any pair below.
   validation {
-    condition     = var.memory >= 512 && var.memory <= 122880 && floor(var.memory) == var.memory
-    error_message = "The memory must be a whole number of MiB between 512 and 122880."
+    condition     = var.memory >= 512 && var.memory <= 30720 && floor(var.memory) == var.memory
+    error_message = "The memory ${var.memory} is invalid: it must be a whole number of MiB between 512 and 30720 (and a size Fargate offers with the cpu)."
+  }
+
+  # TierProfile::validate in src/tenant.rs. Only checked for a cpu in the table: an
+  # invalid cpu is reported by the cpu's own validation, once. Like the isolation rule,
+  # it reads another variable, so `terraform plan` checks it and `terraform validate`
+  # does not.
+  validation {
+    condition = !contains([256, 512, 1024, 2048, 4096], var.cpu) || contains(lookup({
+      "256"  = [512, 1024, 2048]
+      "512"  = range(1024, 4096 + 1, 1024)
+      "1024" = range(2048, 8192 + 1, 1024)
+      "2048" = range(4096, 16384 + 1, 1024)
+      "4096" = range(8192, 30720 + 1, 1024)
+    }, tostring(var.cpu), []), var.memory)
+    error_message = "The cpu ${var.cpu} / memory ${var.memory} pair is not a valid Fargate task size: memory must be 512, 1024 or 2048 with cpu 256, and a multiple of 1024 in 1024-4096 with cpu 512, 2048-8192 with 1024, 4096-16384 with 2048, 8192-30720 with 4096."
   }
 }
 
@@ -55,12 +98,12 @@ variable "limits" {
 
   validation {
     condition     = alltrue([for k in keys(var.limits) : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k))])
-    error_message = "Every limits key must be an environment variable name matching ^[A-Za-z_][A-Za-z0-9_]*$."
+    error_message = "The limits keys ${jsonencode([for k in keys(var.limits) : k if !can(regex("^[A-Za-z_][A-Za-z0-9_]*$", k))])} are invalid: every limits key must be an environment variable name matching ^[A-Za-z_][A-Za-z0-9_]*$."
   }
 
   validation {
     condition     = length(setintersection(keys(var.limits), ["TENANT_ID", "TENANT_TIER", "TENANT_ISOLATION", "DATABASE_SECRET"])) == 0
-    error_message = "The limits keys TENANT_ID, TENANT_TIER, TENANT_ISOLATION and DATABASE_SECRET are reserved."
+    error_message = "The limits keys ${jsonencode(sort(setintersection(keys(var.limits), ["TENANT_ID", "TENANT_TIER", "TENANT_ISOLATION", "DATABASE_SECRET"])))} are reserved: TENANT_ID, TENANT_TIER, TENANT_ISOLATION and DATABASE_SECRET are set by the module."
   }
 }
 
@@ -124,7 +167,7 @@ variable "database" {
 
   validation {
     condition     = var.isolation == "silo" || var.database != null
-    error_message = "The database must be set for pool and bridge tenants."
+    error_message = "The database is null but the isolation is \"${var.isolation}\": it must be set for pool and bridge tenants (only silo tenants have their own database)."
   }
 }
 
@@ -151,7 +194,7 @@ variable "db_allocated_storage" {
 
   validation {
     condition     = var.db_allocated_storage >= 20
-    error_message = "The db_allocated_storage must be at least 20 GiB."
+    error_message = "The db_allocated_storage ${var.db_allocated_storage} is invalid: it must be at least 20 GiB (the smallest storage RDS allows for PostgreSQL)."
   }
 }
 
@@ -180,7 +223,7 @@ variable "secret_recovery_window_days" {
 
   validation {
     condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
-    error_message = "The secret_recovery_window_days must be 0 or between 7 and 30."
+    error_message = "The secret_recovery_window_days ${var.secret_recovery_window_days} is invalid: it must be 0 (delete at once) or between 7 and 30 (the Secrets Manager limits)."
   }
 }
 
@@ -191,7 +234,7 @@ variable "secret_version" {
 
   validation {
     condition     = var.secret_version >= 1 && floor(var.secret_version) == var.secret_version
-    error_message = "The secret_version must be a whole number >= 1."
+    error_message = "The secret_version ${var.secret_version} is invalid: it must be a whole number >= 1."
   }
 }
 
