@@ -148,6 +148,7 @@ pub async fn apply_tenant(
     opts: &ApplyOptions,
     bar: ProgressBar,
 ) -> Result<(StepOutcome, Vec<Check>)> {
+    refuse_isolation_change(svc, spec).await?;
     let rendered = svc.render(spec, opts.render)?;
     if !opts.refresh && !is_changed(svc, spec, &rendered).await? {
         return Ok((
@@ -306,4 +307,44 @@ pub async fn only_changed(
         }
     }
     Ok(out)
+}
+
+/// A tier change that crosses isolation models moves the tenant's data (its rows live in
+/// the pool, its schema or its own database): a plain apply would re-point the tenant
+/// at an empty place and strand its rows. Refused, before anything runs, until the move
+/// protocol carries the data.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tenant `{id}` changes tier {from_tier} → {to_tier}, which moves its data from {from} to {to} isolation: `apply` never changes a tenant's isolation without moving its data, and moving data between isolation models is not available yet; nothing was changed\nhint: restore `tier = \"{from_tier}\"` in `{file}` (tier changes within one isolation model apply as usual)"
+)]
+pub struct IsolationChange {
+    pub id: String,
+    pub from_tier: crate::tenant::Tier,
+    pub to_tier: crate::tenant::Tier,
+    pub from: crate::tenant::Isolation,
+    pub to: crate::tenant::Isolation,
+    pub file: String,
+}
+
+/// Refuses a desired tier whose isolation differs from the one last applied.
+pub async fn refuse_isolation_change(svc: &Services, spec: &TenantSpec) -> Result<()> {
+    let rec = svc.records.get(&spec.id).await?;
+    let Some(applied) = rec.last_apply else {
+        return Ok(());
+    };
+    let Ok(from_tier) = applied.tier.parse::<crate::tenant::Tier>() else {
+        return Ok(());
+    };
+    if from_tier.isolation() != spec.tier.isolation() {
+        return Err(IsolationChange {
+            id: spec.id.to_string(),
+            from_tier,
+            to_tier: spec.tier,
+            from: from_tier.isolation(),
+            to: spec.tier.isolation(),
+            file: svc.ctx.ws.tenant_file(&spec.id).display().to_string(),
+        }
+        .into());
+    }
+    Ok(())
 }

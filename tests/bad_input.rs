@@ -108,3 +108,41 @@ fn bad_config_and_missing_platform_values_fail_before_writing() {
     assert!(r.stderr().contains("hosted_zone_id"), "{}", r.dump());
     assert!(!ws.path().join("tenants/acme.toml").exists());
 }
+
+/// A tier change that crosses isolation models is never applied as a plain apply (which
+/// would point the tenant at an empty schema and strand its rows): refused before any
+/// Terraform run or database change, naming the move.
+#[test]
+fn an_isolation_change_is_refused_before_anything_runs() {
+    let mut ws = Workdir::offline();
+    ws.set_env("TENANTCTL_DATABASE_URL", "postgres://admin@127.0.0.1:9/app");
+    std::fs::write(
+        ws.path().join("tenants/mover.toml"),
+        "id = \"mover\"\ntier = \"growth\"\n",
+    )
+    .unwrap();
+    // What the last apply recorded: the tenant was a starter (pool).
+    let records = ws.path().join(".tenantctl/records");
+    std::fs::create_dir_all(&records).unwrap();
+    std::fs::write(
+        records.join("mover.json"),
+        r#"{"last_apply": {"at": "2026-01-01T00:00:00Z", "fingerprint": "x", "provider_lock": null, "tier": "starter"}}"#,
+    )
+    .unwrap();
+    let before = snapshot(&ws);
+    for command in ["apply", "plan"] {
+        let r = ws.tenantctl(&[command, "mover"]);
+        r.assert_code(1);
+        let out = r.stdout() + &r.stderr();
+        assert!(
+            out.contains(
+                "changes tier starter → growth, which moves its data from pool to bridge isolation"
+            ) && out.contains("nothing was changed"),
+            "{command}\n{}",
+            r.dump()
+        );
+        // Terraform never ran: it is a nonexistent binary in this work dir.
+        assert!(!out.contains("cannot run"), "{command}\n{}", r.dump());
+    }
+    assert_eq!(snapshot(&ws), before, "an isolation change wrote files");
+}

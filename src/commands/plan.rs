@@ -18,6 +18,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
         async move {
+            lifecycle::refuse_isolation_change(svc, &spec).await?;
             let rendered = svc.render_and_write(&spec, RenderOptions::default())?;
             let tf = svc.terraform(&spec, "plan", bar)?;
             tf.init().await?;
