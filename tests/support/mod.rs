@@ -338,6 +338,8 @@ pub fn snapshot_text(run: &Run, names: &[(&str, &str)]) -> String {
     }
     let filters: &[(&str, &str)] = &[
         (r"arn:aws:[A-Za-z0-9:/_.+=,@-]+", "[ARN]"),
+        // Secrets Manager appends six random characters to a secret's ARN.
+        (r"(/db(-admin)?)-[A-Za-z0-9]{6}\b", "$1-[SUFFIX]"),
         (
             r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)",
             "[TIME]",
