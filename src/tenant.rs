@@ -80,7 +80,21 @@ pub enum TenantIdError {
     TooLong { id: String, len: usize },
     #[error("invalid tenant id `{id}`: `{id}` is a reserved name")]
     Reserved { id: String },
+    #[error(
+        "invalid tenant id `{id}`: must not end with `{suffix}`: tenant `{base}`'s {what} is named `tenant-{base}{suffix}`, the same as tenant `{id}`'s resources would be"
+    )]
+    DerivedSuffix {
+        id: String,
+        suffix: &'static str,
+        base: String,
+        what: &'static str,
+    },
 }
+
+/// Suffixes tenantctl appends to `tenant-<id>` for a tenant's other resources. An id
+/// ending in one would make its `tenant-<id>` equal another tenant's suffixed name
+/// (`foo-exec` vs `foo`'s execution role `tenant-foo-exec`), so such ids are refused.
+pub const DERIVED_SUFFIXES: &[(&str, &str)] = &[("-exec", "execution role")];
 
 /// A validated tenant id: `[a-z][a-z0-9-]*`, no leading/trailing/double hyphen,
 /// at most [`MAX_LEN`] characters, not reserved.
@@ -121,6 +135,16 @@ impl TenantId {
         if RESERVED.contains(&raw) {
             return Err(TenantIdError::Reserved { id: shown() });
         }
+        for (suffix, what) in DERIVED_SUFFIXES {
+            if let Some(base) = raw.strip_suffix(suffix) {
+                return Err(TenantIdError::DerivedSuffix {
+                    id: shown(),
+                    suffix,
+                    base: base.to_string(),
+                    what,
+                });
+            }
+        }
         Ok(TenantId(raw.to_string()))
     }
 
@@ -140,7 +164,7 @@ impl TenantId {
 
     /// IAM execution role.
     pub fn execution_role_name(&self) -> String {
-        format!("tenant-{}-exec", self.0)
+        format!("{}{}", self.resource_name(), DERIVED_SUFFIXES[0].0)
     }
 
     /// PostgreSQL schema (bridge), login role and silo database name. Contains `-`, so
@@ -485,6 +509,41 @@ mod tests {
         let err = TenantId::parse(&long).unwrap_err().to_string();
         assert!(err.contains("too long"), "{err}");
         assert!(TenantId::parse(&"a".repeat(MAX_LEN)).is_ok());
+    }
+
+    #[test]
+    fn derived_names_of_different_tenants_never_collide() {
+        let err = TenantId::parse("foo-exec").unwrap_err().to_string();
+        assert!(
+            err.contains("must not end with `-exec`") && err.contains("tenant `foo`"),
+            "{err}"
+        );
+        assert!(TenantId::parse("executive").is_ok());
+        assert!(TenantId::parse("foo-exe").is_ok());
+        // Every derived name of every pair of a sample of ids differs.
+        let ids: Vec<TenantId> = ["foo", "foo-bar", "bar", "a", "a-b", "ab", "foo-exe", "x1"]
+            .iter()
+            .map(|s| TenantId::parse(s).unwrap())
+            .collect();
+        let names = |id: &TenantId| {
+            vec![
+                id.resource_name(),
+                id.execution_role_name(),
+                id.pg_name(),
+                id.s3_prefix(),
+                id.db_secret_name(),
+                id.db_admin_secret_name(),
+                id.dns_label().to_string(),
+            ]
+        };
+        let mut seen = std::collections::HashMap::new();
+        for id in &ids {
+            for n in names(id) {
+                if let Some(other) = seen.insert(n.clone(), id.clone()) {
+                    assert_eq!(&other, id, "`{n}` derived from both `{other}` and `{id}`");
+                }
+            }
+        }
     }
 
     #[test]

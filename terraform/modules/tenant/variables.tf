@@ -22,6 +22,14 @@ variable "tenant_id" {
     ], var.tenant_id)
     error_message = "The tenant_id \"${var.tenant_id}\" is a reserved name: it would collide with a platform hostname, PostgreSQL schema or role (the reserved names are RESERVED in tenantctl's src/tenant.rs)."
   }
+
+  # Derived names of different tenants must never be equal: tenant "foo-exec" would own
+  # `tenant-foo-exec`, which is tenant "foo"'s execution role (DERIVED_SUFFIXES in
+  # src/tenant.rs).
+  validation {
+    condition     = !endswith(var.tenant_id, "-exec")
+    error_message = "The tenant_id \"${var.tenant_id}\" must not end with \"-exec\": `tenant-<id>-exec` is another tenant's execution role name."
+  }
 }
 
 variable "tier" {
