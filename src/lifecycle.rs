@@ -127,17 +127,21 @@ pub async fn is_changed(
         .last_verify
         .as_ref()
         .is_some_and(|v| v.status != Verdict::Pass);
-    Ok(drifted
-        || match rec.last_apply {
-            None => true,
-            Some(a) => {
-                let lock_changed = match (&a.provider_lock, lock_digest(&rendered.dir)) {
-                    (Some(old), Some(new)) => *old != new,
-                    _ => false,
-                };
-                a.fingerprint != rendered.fingerprint || lock_changed
-            }
-        })
+    let why = match &rec.last_apply {
+        _ if drifted => Some("its last verification did not pass"),
+        None => Some("it was never applied"),
+        Some(a) if a.fingerprint != rendered.fingerprint => {
+            Some("its inputs differ from the last apply")
+        }
+        Some(a) => match (&a.provider_lock, lock_digest(&rendered.dir)) {
+            (Some(old), Some(new)) if *old != new => Some("the provider lock changed"),
+            _ => None,
+        },
+    };
+    if let Some(why) = why {
+        tracing::info!("{}: planned: {why}", spec.id);
+    }
+    Ok(why.is_some())
 }
 
 /// Render, plan, apply if needed, provision the database, verify, record.

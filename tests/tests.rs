@@ -11,5 +11,6 @@ mod interrupt;
 mod isolation_models;
 mod lifecycle;
 mod module_contract;
+mod moves;
 mod render;
 mod support;

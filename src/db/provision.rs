@@ -110,9 +110,7 @@ impl Database {
     pub async fn deprovision(&self, spec: &TenantSpec) -> Result<()> {
         let shared = self.admin.connect("tenantctl deprovision").await?;
         lock_run(&shared, false, PROVISION_LOCK_WAIT, &self.admin.label()).await?;
-        let result = isolation::of(spec.tier)
-            .deprovision(self, &shared, spec)
-            .await;
+        let result = isolation::of(spec.tier).drop_data(self, spec, true).await;
         if result.is_ok() {
             forget_target(&shared, spec.id.as_str()).await?;
         }
@@ -141,6 +139,20 @@ pub(crate) async fn schema_exists(client: &Client, schema: &str) -> Result<bool>
         .await
         .pg_context(|| format!("cannot look for schema `{schema}`"))?
         .get(0))
+}
+
+impl Database {
+    /// Sets the login's password to the secret's (a move's cut-over).
+    pub(crate) async fn set_login_password(
+        &self,
+        client: &Client,
+        role: &str,
+        secret: &DbSecret,
+    ) -> Result<()> {
+        set_password(client, role, secret)
+            .await
+            .map_err(|e| err_scrub(e, &secret.password))
+    }
 }
 
 /// Sets the role's password to the secret's, as a SCRAM verifier.

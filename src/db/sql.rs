@@ -288,6 +288,25 @@ GRANT USAGE ON SCHEMA {s} TO {r};
     )
 }
 
+/// A move's retained source schema: the tenant loses every privilege on it and its
+/// tables (its rows stay for `move --rollback` until the move is finished).
+pub fn hide_schema(schema: &str, role: &str) -> String {
+    format!(
+        r#"DO $tenantctl$
+BEGIN
+    IF pg_catalog.to_regnamespace({schema_reg}) IS NOT NULL THEN
+        REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {r};
+        REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {r};
+        REVOKE ALL ON SCHEMA {s} FROM {r};
+    END IF;
+END $tenantctl$;
+"#,
+        schema_reg = reg_literal(schema),
+        s = ident(schema),
+        r = ident(role),
+    )
+}
+
 /// A silo database belongs to one tenant: nobody else may connect or use `public`.
 pub fn silo_database_lockdown() -> String {
     r#"DO $tenantctl$

@@ -37,11 +37,9 @@ impl Model for Bridge {
         Some(id.db_schema())
     }
 
-    fn provision_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
+    fn structure_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
         let mut body = sql::grant_connect(role);
         body.push_str(&sql::target_lock(&target.schema));
-        // A login that used to be a starter leaves the pool group.
-        body.push_str(&sql::leave_pool(role));
         body.push_str(&sql::tenant_schema(&target.schema, role));
         body.push_str(&sql::tenant_after_migration(
             &target.schema,
@@ -51,16 +49,28 @@ impl Model for Bridge {
         body
     }
 
-    async fn deprovision(&self, _db: &Database, shared: &Client, spec: &TenantSpec) -> Result<()> {
+    fn attach_sql(&self, role: &str) -> String {
+        // A login that used to be a starter leaves the pool group.
+        sql::leave_pool(role)
+    }
+
+    fn hide_sql(&self, target: &Target, role: &str) -> String {
+        sql::hide_schema(&target.schema, role)
+    }
+
+    async fn drop_data(&self, db: &Database, spec: &TenantSpec, drop_login: bool) -> Result<()> {
+        let shared = db.admin().connect("tenantctl deprovision").await?;
         let role = spec.id.db_role();
-        let body = format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE;\n{}",
-            ident(&spec.id.db_schema()),
-            sql::drop_tenant_role(&role)
+        let mut body = format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE;\n",
+            ident(&spec.id.db_schema())
         );
-        setup_tx(shared, &body)
+        if drop_login {
+            body.push_str(&sql::drop_tenant_role(&role));
+        }
+        setup_tx(&shared, &body)
             .await
-            .with_context(|| format!("cannot drop schema and role `{role}`"))
+            .with_context(|| format!("cannot drop schema `{}`", spec.id.db_schema()))
     }
 
     async fn verify_catalog(

@@ -90,11 +90,29 @@ pub trait Model: Send + Sync {
 
     /// The SQL that builds the model's isolation for the tenant's login `role`, run in
     /// one transaction after the role exists. Idempotent: a rerun repairs drift.
-    fn provision_sql(&self, target: &Target, role: &str, id: &TenantId) -> String;
+    fn provision_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
+        let mut body = self.structure_sql(target, role, id);
+        body.push_str(&self.attach_sql(role));
+        body
+    }
 
-    /// Removes the tenant's data and login after its resources were destroyed.
-    /// Idempotent. `shared` is an admin connection to the shared database.
-    async fn deprovision(&self, db: &Database, shared: &Client, spec: &TenantSpec) -> Result<()>;
+    /// The places that hold the tenant's rows and the grants on them, without pointing
+    /// the login there: what a move prepares on its destination while the tenant still
+    /// works on its source. Idempotent.
+    fn structure_sql(&self, target: &Target, role: &str, id: &TenantId) -> String;
+
+    /// Points the tenant's login at this model's tables (group memberships); its
+    /// `search_path` is set with the role itself.
+    fn attach_sql(&self, role: &str) -> String;
+
+    /// Takes the tenant's login away from this model's tables while their rows stay
+    /// (a move's retained source): the tenant can no longer see or change them.
+    fn hide_sql(&self, target: &Target, role: &str) -> String;
+
+    /// Deletes the tenant's rows (pool), schema (bridge) or local dedicated database
+    /// (silo; a real one goes with its RDS instance), and its login too when
+    /// `drop_login`. Idempotent: offboarding and a finished move's source.
+    async fn drop_data(&self, db: &Database, spec: &TenantSpec, drop_login: bool) -> Result<()>;
 
     /// The model's catalog checks, as the admin of the target's database.
     async fn verify_catalog(

@@ -43,24 +43,34 @@ impl Model for Pool {
         Ok(pool_target())
     }
 
-    fn provision_sql(&self, target: &Target, role: &str, _id: &TenantId) -> String {
+    fn structure_sql(&self, target: &Target, role: &str, _id: &TenantId) -> String {
         let mut body = sql::pool_setup();
         body.push_str(&sql::grant_connect(role));
         // The post-migration step again, so a rerun repairs drift (RLS switched off,
         // grants widened) even when no migration is pending.
         body.push_str(&sql::target_lock(&target.schema));
-        body.push_str(&sql::pool_membership(role));
         body.push_str(&sql::pool_after_migration());
         body
     }
 
-    async fn deprovision(&self, _db: &Database, shared: &Client, spec: &TenantSpec) -> Result<()> {
+    fn attach_sql(&self, role: &str) -> String {
+        sql::pool_membership(role)
+    }
+
+    fn hide_sql(&self, _target: &Target, role: &str) -> String {
+        sql::leave_pool(role)
+    }
+
+    async fn drop_data(&self, db: &Database, spec: &TenantSpec, drop_login: bool) -> Result<()> {
+        let shared = db.admin().connect("tenantctl deprovision").await?;
         let mut body = String::new();
-        if schema_exists(shared, sql::POOL_SCHEMA).await? {
+        if schema_exists(&shared, sql::POOL_SCHEMA).await? {
             body.push_str(&sql::pool_delete_rows(spec.id.as_str()));
         }
-        body.push_str(&sql::drop_tenant_role(&spec.id.db_role()));
-        setup_tx(shared, &body)
+        if drop_login {
+            body.push_str(&sql::drop_tenant_role(&spec.id.db_role()));
+        }
+        setup_tx(&shared, &body)
             .await
             .with_context(|| format!("cannot remove tenant `{}` from the pool", spec.id))
     }

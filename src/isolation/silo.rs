@@ -67,9 +67,8 @@ impl Model for Silo {
         }
     }
 
-    fn provision_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
-        let mut body = sql::leave_pool(role);
-        body.push_str(&sql::silo_database_lockdown());
+    fn structure_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
+        let mut body = sql::silo_database_lockdown();
         body.push_str(&sql::grant_connect(role));
         body.push_str(&sql::target_lock(&target.schema));
         body.push_str(&sql::tenant_schema(&target.schema, role));
@@ -81,8 +80,17 @@ impl Model for Silo {
         body
     }
 
-    async fn deprovision(&self, db: &Database, _shared: &Client, spec: &TenantSpec) -> Result<()> {
-        // A real dedicated database went with its RDS instance; a local one is a
+    fn attach_sql(&self, role: &str) -> String {
+        // A login that used to be a starter leaves the pool group.
+        sql::leave_pool(role)
+    }
+
+    fn hide_sql(&self, target: &Target, role: &str) -> String {
+        sql::hide_schema(&target.schema, role)
+    }
+
+    async fn drop_data(&self, db: &Database, spec: &TenantSpec, drop_login: bool) -> Result<()> {
+        // A real dedicated database goes with its RDS instance; a local one is a
         // database on the local server.
         if db.settings().local_silo.is_none() {
             return Ok(());
@@ -98,9 +106,12 @@ impl Model for Silo {
             ))
             .await
             .pg_context(|| format!("cannot drop database `{name}`"))?;
-        setup_tx(&maint, &sql::drop_tenant_role(&role))
-            .await
-            .with_context(|| format!("cannot drop role `{role}`"))
+        if drop_login {
+            setup_tx(&maint, &sql::drop_tenant_role(&role))
+                .await
+                .with_context(|| format!("cannot drop role `{role}`"))?;
+        }
+        Ok(())
     }
 
     async fn verify_catalog(
