@@ -52,7 +52,7 @@ const RLS_DENIED: SqlState = SqlState::INSUFFICIENT_PRIVILEGE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_tenant_cannot_touch_another_tenants_rows() {
-    let w = DbWorkDir::new("iso_pool").await;
+    let w = DbWorkDir::current("iso_pool").await;
     let a = w.provision("iso-pa", Tier::Starter).await;
     let b = w.provision("iso-pb", Tier::Starter).await;
     let ca = connect_secret(&a).await;
@@ -209,7 +209,7 @@ async fn pool_tenant_cannot_touch_another_tenants_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_tenant_cannot_touch_another_tenants_rows() {
-    let w = DbWorkDir::new("iso_bridge").await;
+    let w = DbWorkDir::current("iso_bridge").await;
     let a = w.provision("iso-ba", Tier::Growth).await;
     let b = w.provision("iso-bb", Tier::Growth).await;
     let ca = connect_secret(&a).await;
@@ -302,7 +302,7 @@ async fn bridge_tenant_cannot_touch_another_tenants_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silo_tenant_cannot_touch_another_tenants_rows() {
-    let w = DbWorkDir::new("iso_silo").await;
+    let w = DbWorkDir::current("iso_silo").await;
     let a = w.provision("iso-sa", Tier::Enterprise).await;
     let b = w.provision("iso-sb", Tier::Enterprise).await;
     let p = w.provision("iso-sp", Tier::Starter).await;
@@ -378,7 +378,7 @@ async fn silo_tenant_cannot_touch_another_tenants_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_connection_never_leaks_a_previous_tenant_context() {
-    let w = DbWorkDir::new("iso_reuse").await;
+    let w = DbWorkDir::current("iso_reuse").await;
     let a = w.provision("iso-ra", Tier::Starter).await;
     let _b = w.provision("iso-rb", Tier::Starter).await;
     let ca = connect_secret(&a).await;
@@ -448,7 +448,7 @@ async fn a_reused_connection_never_leaks_a_previous_tenant_context() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_bridge_table_errors_instead_of_falling_through_to_public() {
-    let w = DbWorkDir::new("iso_drop").await;
+    let w = DbWorkDir::current("iso_drop").await;
     let a = w.provision("iso-da", Tier::Growth).await;
     let admin = w.admin().await;
     // A tempting table of the same name in public, readable by everyone.
@@ -482,7 +482,7 @@ async fn a_dropped_bridge_table_errors_instead_of_falling_through_to_public() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_is_idempotent_verify_passes_and_catches_drift() {
-    let w = DbWorkDir::new("iso_verify").await;
+    let w = DbWorkDir::current("iso_verify").await;
     let db = w.database();
     let tenants = [
         ("ver-p", Tier::Starter),
@@ -587,7 +587,7 @@ async fn provisioning_is_idempotent_verify_passes_and_catches_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deprovision_removes_rows_schema_database_and_role() {
-    let w = DbWorkDir::new("iso_deprov").await;
+    let w = DbWorkDir::current("iso_deprov").await;
     let db = w.database();
     let a = w.provision("dep-pa", Tier::Starter).await;
     let b = w.provision("dep-pb", Tier::Starter).await;
@@ -694,7 +694,7 @@ async fn a_missing_admin_credential_is_one_error_naming_the_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_that_does_not_match_the_tier_is_refused_before_any_change() {
-    let w = DbWorkDir::new("iso_badsecret").await;
+    let w = DbWorkDir::current("iso_badsecret").await;
     let db = w.database();
     let spec = w.declare("bad-s", Tier::Growth);
     let mut secret = w.secret(&spec);

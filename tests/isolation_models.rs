@@ -71,9 +71,7 @@ async fn seed(c: &Client, tenant: &str, accounts: usize) {
     as_tenant(
         c,
         tenant,
-        &format!(
-            "INSERT INTO projects (tenant_id, owner_id, name) SELECT tenant_id, id, 'p' || id FROM accounts"
-        ),
+        "INSERT INTO projects (tenant_id, owner_id, name) SELECT tenant_id, id, 'p' || id FROM accounts",
     )
     .await
     .unwrap();

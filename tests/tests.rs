@@ -3,8 +3,10 @@
 
 mod bad_input;
 mod cli_snapshots;
+mod db_hijack;
 mod db_isolation;
 mod db_migrate;
+mod db_pool_rules;
 mod db_tls;
 mod fleet;
 mod interrupt;

@@ -9,6 +9,17 @@
 //! [`super::tls`]); [`Endpoint::connect_raw`] connects through rustls accordingly, and
 //! [`Endpoint::connect_error`] names the TLS setting when the handshake or the server's
 //! certificate is what failed.
+//!
+//! Admin sessions (the admin URL, a silo's master login: see [`Endpoint::admin_session`])
+//! start with `search_path` pinned to [`ADMIN_SEARCH_PATH`], sent as a startup option so
+//! it holds from the first statement and wins over per-role and per-database settings.
+//! On clusters where PUBLIC may still CREATE in `public` (the default before PostgreSQL
+//! 15, kept through upgrades), a tenant can plant `public.pg_has_role(oid, regrole, text)`
+//! or another look-alike whose signature matches a call better than the catalog's; an
+//! admin session searching `public` would run it with the admin's rights
+//! (CVE-2018-1058). With only `pg_catalog` and `pg_temp` (which is never searched for
+//! functions or operators) on the path, an unqualified name cannot reach a tenant's
+//! object. Tenant logins keep the path their role pins (their own schema).
 
 use std::time::Duration;
 
@@ -19,6 +30,10 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use super::tls::{self, SslMode, TlsSettings, UrlTls};
 
+/// The `search_path` of every admin session: the catalogs, then the session's own
+/// temporary schema (listed last so it is never searched first for relations).
+pub const ADMIN_SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
 /// A connection target and a human description of its origin.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -28,6 +43,8 @@ pub struct Endpoint {
     /// libpq's sslmode/sslrootcert for this endpoint; the driver's own `ssl_mode` in
     /// `config` is ignored (it is derived from this at connect time).
     pub tls: TlsSettings,
+    /// An admin login: sessions start with `search_path` = [`ADMIN_SEARCH_PATH`].
+    pub admin: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -47,11 +64,20 @@ impl Endpoint {
             tls: TlsSettings::from_driver(&config, &source),
             config,
             source,
+            admin: false,
         }
     }
 
     pub fn with_tls(mut self, tls: TlsSettings) -> Endpoint {
         self.tls = tls;
+        self
+    }
+
+    /// Marks the endpoint as an admin login (the admin URL, a silo's master login): its
+    /// sessions pin `search_path` at connect time. Never for a tenant's login, whose
+    /// role pins its own schema.
+    pub fn admin_session(mut self) -> Endpoint {
+        self.admin = true;
         self
     }
 
@@ -88,6 +114,7 @@ impl Endpoint {
             config,
             source: self.source.clone(),
             tls: self.tls.clone(),
+            admin: self.admin,
         }
     }
 
@@ -108,6 +135,7 @@ impl Endpoint {
             config,
             source: self.source.clone(),
             tls: self.tls.clone(),
+            admin: self.admin,
         }
     }
 
@@ -124,6 +152,9 @@ impl Endpoint {
     pub async fn connect_raw(&self, purpose: &str) -> Result<Client, tokio_postgres::Error> {
         let mut config = self.config.clone();
         config.application_name(purpose);
+        if self.admin {
+            config.options(admin_options(config.get_options()));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -164,6 +195,17 @@ impl Endpoint {
             self.label(),
             self.source,
         )
+    }
+}
+
+/// The startup `options` of an admin session: whatever the URL asked for, then the pinned
+/// `search_path` (the server applies `-c` settings in order, so the last one wins).
+fn admin_options(existing: Option<&str>) -> String {
+    // Inside `options`, a space separates arguments; the path has none.
+    let pin = format!("-c search_path={}", ADMIN_SEARCH_PATH.replace(' ', ""));
+    match existing.map(str::trim) {
+        Some(o) if !o.is_empty() => format!("{o} {pin}"),
+        _ => pin,
     }
 }
 
@@ -311,6 +353,27 @@ mod tests {
             err.contains("not a valid PostgreSQL connection string"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn admin_sessions_pin_search_path_after_the_urls_own_options() {
+        assert_eq!(admin_options(None), "-c search_path=pg_catalog,pg_temp");
+        assert_eq!(
+            admin_options(Some("  ")),
+            "-c search_path=pg_catalog,pg_temp"
+        );
+        assert_eq!(
+            admin_options(Some("-c statement_timeout=5s -c search_path=public")),
+            "-c statement_timeout=5s -c search_path=public -c search_path=pg_catalog,pg_temp"
+        );
+        let (cfg, _) = parse_url("postgresql://a:b@h/db", "`X`").unwrap();
+        let ep = Endpoint::new(cfg, "`X`").admin_session();
+        // Kept across databases and servers (a local silo is the admin login elsewhere).
+        for other in [ep.with_dbname("postgres"), ep.with_server("h2", 5433, "t")] {
+            assert!(other.admin);
+        }
+        let (cfg, _) = parse_url("postgresql://a:b@h/db", "`X`").unwrap();
+        assert!(!Endpoint::new(cfg, "`X`").admin);
     }
 
     #[test]

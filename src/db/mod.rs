@@ -211,7 +211,8 @@ impl Database {
         let profiles = Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect();
         Ok(Database {
             admin: Endpoint::new(config, source)
-                .with_tls(TlsSettings::for_admin(cfg, &url_tls, source)),
+                .with_tls(TlsSettings::for_admin(cfg, &url_tls, source))
+                .admin_session(),
             tenant_tls: TlsSettings::for_tenants(cfg),
             settings: cfg.database.clone(),
             profiles,
@@ -268,8 +269,11 @@ impl Database {
             return Ok(ep);
         }
         let name = id.db_admin_secret_name();
+        // The instance's master login: an admin session like the shared database's.
         if let Some(secret) = given {
-            return Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls));
+            return Ok(secret
+                .endpoint(format!("secret `{name}`"), &self.tenant_tls)
+                .admin_session());
         }
         let Some(aws) = &self.aws else {
             bail!(
@@ -277,7 +281,9 @@ impl Database {
             );
         };
         let secret: DbSecret = aws.secret_json(&name).await?;
-        Ok(secret.endpoint(format!("secret `{name}`"), &self.tenant_tls))
+        Ok(secret
+            .endpoint(format!("secret `{name}`"), &self.tenant_tls)
+            .admin_session())
     }
 
     /// An admin connection to the database a target lives in.

@@ -67,6 +67,11 @@ impl Database {
             let client = match &target.location {
                 Location::Shared => &shared,
                 Location::Silo(ep) => {
+                    // The dedicated database's `public` is closed below, the shared
+                    // database's here (tenantctl closes it at every provisioning).
+                    setup_tx(&shared, &sql::lock_public_schema(None))
+                        .await
+                        .context("cannot close schema `public` of the shared database")?;
                     if secret.dbname != ep.dbname() {
                         bail!(
                             "secret `{}` names database `{}`, but the dedicated database is `{}` ({})",
@@ -90,6 +95,8 @@ impl Database {
                 &target.schema,
                 is_super,
             );
+            // Nobody creates in `public` of the tenant's database, the tenant least of all.
+            body.push_str(&sql::lock_public_schema(Some(&role)));
             body.push_str(&model.provision_sql(&target, &role, &spec.id));
             setup_tx(client, &body)
                 .await
@@ -122,7 +129,7 @@ impl Database {
 async fn is_superuser(client: &Client) -> Result<bool> {
     Ok(client
         .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER",
             &[],
         )
         .await
@@ -133,7 +140,7 @@ async fn is_superuser(client: &Client) -> Result<bool> {
 pub(crate) async fn schema_exists(client: &Client, schema: &str) -> Result<bool> {
     Ok(client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
             &[&schema],
         )
         .await

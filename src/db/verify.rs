@@ -132,6 +132,13 @@ impl Database {
                 format!("{e:#}"),
             );
         }
+        if let Err(e) = public_schema_check(&admin, &role, c).await {
+            c.error(
+                "db.public_schema",
+                "readable grants of schema public",
+                format!("{e:#}"),
+            );
+        }
         let tier_result = model.verify_catalog(&admin, &target, &role, c).await;
         if let Err(e) = tier_result {
             c.error(
@@ -206,7 +213,7 @@ impl Database {
         };
         c.add(
             "db.migrations.latest",
-            &format!("target `{}` at {latest}", target.name),
+            format!("target `{}` at {latest}", target.name),
             actual,
             pending.is_empty() && bad.is_empty(),
         );
@@ -224,11 +231,13 @@ async fn role_checks(
     let row = admin
         .query_opt(
             "SELECT r.rolcanlogin, r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
-                    CASE WHEN to_regrole($2) IS NULL THEN false ELSE pg_has_role(r.oid, to_regrole($2), 'MEMBER') END,
-                    coalesce((SELECT true FROM pg_auth_members m WHERE m.member = r.oid AND m.roleid = to_regrole($3)), false),
-                    (SELECT count(*) FROM pg_class WHERE relowner = r.oid)
-                      + (SELECT count(*) FROM pg_namespace WHERE nspowner = r.oid)
-             FROM pg_roles r WHERE r.rolname = $1",
+                    CASE WHEN pg_catalog.to_regrole($2) IS NULL THEN false
+                         ELSE pg_catalog.pg_has_role(r.oid, pg_catalog.to_regrole($2)::pg_catalog.oid, 'MEMBER') END,
+                    COALESCE((SELECT true FROM pg_catalog.pg_auth_members m
+                              WHERE m.member = r.oid AND m.roleid = pg_catalog.to_regrole($3)), false),
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relowner = r.oid)
+                      + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace WHERE nspowner = r.oid)
+             FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
             &[&role, &sql::ADMIN_GROUP, &sql::POOL_GROUP],
         )
         .await
@@ -236,7 +245,7 @@ async fn role_checks(
     let Some(row) = row else {
         c.add(
             "db.role.exists",
-            &format!("login role {role}"),
+            format!("login role {role}"),
             "missing",
             false,
         );
@@ -299,6 +308,63 @@ async fn role_checks(
     Ok(())
 }
 
+/// Nobody but its owner may create in schema `public` of the tenant's database (shared or
+/// dedicated): an object a tenant creates there is one other sessions may run
+/// (CVE-2018-1058). PostgreSQL granted CREATE there to PUBLIC before version 15, and
+/// upgraded clusters keep it; provisioning revokes it.
+async fn public_schema_check(admin: &Client, role: &str, c: &mut Checks) -> anyhow::Result<()> {
+    let row = admin
+        .query_opt(
+            "SELECT pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'),
+                    pg_catalog.to_regrole(pg_catalog.quote_ident($1)) IS NOT NULL
+                      AND pg_catalog.has_schema_privilege($1::pg_catalog.text, n.oid, 'CREATE'),
+                    COALESCE((SELECT pg_catalog.array_agg(DISTINCT g.rolname::pg_catalog.text ORDER BY g.rolname::pg_catalog.text)
+                              FROM pg_catalog.aclexplode(n.nspacl) a JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+                              WHERE a.privilege_type = 'CREATE' AND a.grantee <> n.nspowner
+                                AND (g.rolname OPERATOR(pg_catalog.~~) $2 OR g.rolname = ANY ($3::pg_catalog.text[]))), '{}')
+             FROM pg_catalog.pg_namespace n WHERE n.nspname = 'public'",
+            &[
+                &role,
+                &format!("{}%", like_escape(sql::ROLE_PREFIX)),
+                &vec![sql::POOL_GROUP, sql::POOL_RO_GROUP],
+            ],
+        )
+        .await
+        .pg_context(|| "cannot read the grants of schema `public`".into())?;
+    let expected = "nobody may create in schema public but its owner (not PUBLIC, no tenant)";
+    let Some(row) = row else {
+        c.add("db.public_schema", expected, "no schema public", true);
+        return Ok(());
+    };
+    let (public, own, others): (bool, bool, Vec<String>) = (row.get(0), row.get(1), row.get(2));
+    let mut problems = Vec::new();
+    if public {
+        problems.push("PUBLIC has CREATE".to_string());
+    }
+    for o in &others {
+        problems.push(format!("{o} has CREATE"));
+    }
+    // Through a group of its own rather than PUBLIC or a direct grant.
+    if own && !public && !others.iter().any(|o| o == role) {
+        problems.push(format!("{role} has CREATE"));
+    }
+    c.add(
+        "db.public_schema",
+        expected,
+        list_or(&problems, "ok"),
+        problems.is_empty(),
+    );
+    Ok(())
+}
+
+/// `value` with LIKE's wildcards escaped (backslash is the default escape).
+fn like_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// Bridge and silo: the schema is the admin's, the tenant may use it, nobody else may.
 pub(crate) async fn schema_checks(
     admin: &Client,
@@ -310,11 +376,13 @@ pub(crate) async fn schema_checks(
     let schema = &target.schema;
     let row = admin
         .query_opt(
-            "SELECT pg_get_userbyid(n.nspowner)::text, current_user::text,
-                    has_schema_privilege($2, n.oid, 'USAGE'), has_schema_privilege($2, n.oid, 'CREATE'),
-                    coalesce((SELECT array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END)
-                              FROM aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner), '{}')
-             FROM pg_namespace n WHERE n.nspname = $1",
+            "SELECT pg_catalog.pg_get_userbyid(n.nspowner)::pg_catalog.text, CURRENT_USER::pg_catalog.text,
+                    pg_catalog.has_schema_privilege($2::pg_catalog.text, n.oid, 'USAGE'),
+                    pg_catalog.has_schema_privilege($2::pg_catalog.text, n.oid, 'CREATE'),
+                    COALESCE((SELECT pg_catalog.array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                          ELSE pg_catalog.pg_get_userbyid(a.grantee)::pg_catalog.text END)
+                              FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner), '{}')
+             FROM pg_catalog.pg_namespace n WHERE n.nspname = $1",
             &[&schema, &role],
         )
         .await
@@ -322,7 +390,7 @@ pub(crate) async fn schema_checks(
     let Some(row) = row else {
         c.add(
             &format!("{prefix}.schema"),
-            &format!("schema {schema} exists"),
+            format!("schema {schema} exists"),
             "missing",
             false,
         );
@@ -332,7 +400,7 @@ pub(crate) async fn schema_checks(
         (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     c.add(
         &format!("{prefix}.schema_owner"),
-        &format!("schema {schema} owned by the admin ({admin_user}), not by {role}"),
+        format!("schema {schema} owned by the admin ({admin_user}), not by {role}"),
         format!("owned by {owner}"),
         owner == admin_user,
     );
@@ -357,18 +425,19 @@ pub(crate) async fn schema_checks(
     let tables = admin
         .query(
             "WITH grants AS (
-                 SELECT c.relname::text AS obj, c.relowner AS owner, a.grantee
-                 FROM pg_class c, aclexplode(c.relacl) a
-                 WHERE c.relnamespace = to_regnamespace($1)
+                 SELECT c.relname::pg_catalog.text AS obj, c.relowner AS owner, a.grantee
+                 FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+                 WHERE c.relnamespace = pg_catalog.to_regnamespace($1)
                  UNION ALL
-                 SELECT p.proname::text || '()', p.proowner, a.grantee
-                 FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-                 WHERE p.pronamespace = to_regnamespace($1)
+                 SELECT pg_catalog.textcat(p.proname::pg_catalog.text, '()'), p.proowner, a.grantee
+                 FROM pg_catalog.pg_proc p,
+                      pg_catalog.aclexplode(COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+                 WHERE p.pronamespace = pg_catalog.to_regnamespace($1)
              )
-             SELECT obj, CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::text END
+             SELECT obj, CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(grantee)::pg_catalog.text END
              FROM grants
              WHERE grantee <> owner
-               AND (CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee)::text END <> $2
+               AND (CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(grantee)::pg_catalog.text END <> $2
                     OR obj = $3)
              GROUP BY 1, 2 ORDER BY 1, 2",
             &[&ident(schema), &role, &sql::LEDGER],
@@ -381,7 +450,7 @@ pub(crate) async fn schema_checks(
     }
     c.add(
         &format!("{prefix}.grants"),
-        &format!("USAGE on {schema} and its tables for {role} only; nothing for PUBLIC; ledger admin-only"),
+        format!("USAGE on {schema} and its tables for {role} only; nothing for PUBLIC; ledger admin-only"),
         list_or(&problems, "ok"),
         problems.is_empty(),
     );
@@ -397,7 +466,8 @@ async fn tenant_checks(
 ) -> anyhow::Result<()> {
     let row = tenant
         .query_one(
-            "SELECT current_user::text, current_setting('search_path'), current_schemas(false)::text[]",
+            "SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('search_path'),
+                    pg_catalog.current_schemas(false)::pg_catalog.text[]",
             &[],
         )
         .await
@@ -406,7 +476,7 @@ async fn tenant_checks(
     let pinned = schemas == [target.schema.clone()] && !path.contains(',');
     c.add(
         &format!("{prefix}.search_path"),
-        &format!(
+        format!(
             "search_path is {} only (no public, no $user)",
             target.schema
         ),

@@ -20,7 +20,7 @@ use crate::tenant::{Isolation, TenantId};
 use crate::workspace::TenantSpec;
 
 /// The policy expression as PostgreSQL prints it back (`pg_get_expr`).
-const POLICY_EXPR: &str = "(tenant_id = pool.current_tenant())";
+const POLICY_EXPR: &str = sql::POOL_POLICY_EXPR;
 
 pub struct Pool;
 
@@ -79,10 +79,11 @@ impl Model for Pool {
         &self,
         admin: &Client,
         _target: &Target,
-        _role: &str,
+        role: &str,
         c: &mut Checks,
     ) -> Result<()> {
-        pool_checks(admin, c).await
+        pool_checks(admin, c).await?;
+        rule_checks(admin, role, c).await
     }
 
     /// As the tenant, with its own context set: no row of another tenant is visible.
@@ -94,9 +95,9 @@ impl Model for Pool {
     ) -> Result<()> {
         let tables = tenant
             .query(
-                "SELECT c.oid::regclass::text FROM pg_class c
-             WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p')
-               AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1",
+                "SELECT c.oid::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('r', 'p')
+               AND pg_catalog.has_table_privilege(c.oid, 'SELECT') ORDER BY 1",
                 &[&ident(sql::POOL_SCHEMA)],
             )
             .await
@@ -112,13 +113,15 @@ impl Model for Pool {
             let counted = async {
                 tenant
                     .execute(
-                        "SELECT set_config($1, $2, true)",
+                        "SELECT pg_catalog.set_config($1, $2, true)",
                         &[&sql::CONTEXT_SETTING, &spec.id.as_str()],
                     )
                     .await?;
                 tenant
                     .query_one(
-                        &format!("SELECT count(*) FROM {table} WHERE tenant_id <> $1"),
+                        &format!(
+                            "SELECT pg_catalog.count(*) FROM {table} WHERE tenant_id OPERATOR(pg_catalog.<>) $1"
+                        ),
                         &[&spec.id.as_str()],
                     )
                     .await
@@ -174,11 +177,11 @@ impl Model for Pool {
 async fn pool_checks(admin: &Client, c: &mut Checks) -> Result<()> {
     let rows = admin
         .query(
-            "SELECT c.relname::text, c.relkind::text, c.relrowsecurity, c.relforcerowsecurity,
-                    coalesce(c.reloptions, '{}') @> '{security_invoker=true}'
-                      OR coalesce(c.reloptions, '{}') @> '{security_invoker=on}'
-             FROM pg_class c
-             WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            "SELECT c.relname::pg_catalog.text, c.relkind::pg_catalog.text, c.relrowsecurity, c.relforcerowsecurity,
+                    COALESCE(c.reloptions, '{}') @> '{security_invoker=true}'
+                      OR COALESCE(c.reloptions, '{}') @> '{security_invoker=on}'
+             FROM pg_catalog.pg_class c
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
                AND c.relname <> $2
              ORDER BY 1",
             &[&ident(sql::POOL_SCHEMA), &sql::LEDGER],
@@ -239,12 +242,13 @@ async fn pool_checks(admin: &Client, c: &mut Checks) -> Result<()> {
     // any other permissive policy would widen what a tenant sees.
     let policies = admin
         .query(
-            "SELECT c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
-                    coalesce((SELECT array_agg(CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END ORDER BY 1)
-                              FROM unnest(p.polroles) r), '{}'),
-                    pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-             FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-             WHERE c.relnamespace = to_regnamespace($1)
+            "SELECT c.relname::pg_catalog.text, p.polname::pg_catalog.text, p.polcmd::pg_catalog.text, p.polpermissive,
+                    COALESCE((SELECT pg_catalog.array_agg(CASE WHEN r = 0 THEN 'public'
+                                                               ELSE r::pg_catalog.regrole::pg_catalog.text END ORDER BY 1)
+                              FROM pg_catalog.unnest(p.polroles) r), '{}'),
+                    pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+             FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1)
              ORDER BY 1, 2",
             &[&ident(sql::POOL_SCHEMA)],
         )
@@ -299,6 +303,164 @@ async fn pool_checks(admin: &Client, c: &mut Checks) -> Result<()> {
         "each pool table: policy tenant_isolation USING and WITH CHECK (tenant_id = pool.current_tenant()), no other permissive policy but tenantctl_admin",
         list_or(&problems, "ok"),
         problems.is_empty(),
+    );
+    Ok(())
+}
+
+/// The pool's safety rules (`sql::pool_rule`), one check each. The post-migration step
+/// refuses a migration that breaks one; these catch what changed behind tenantctl's back
+/// and, for keys, what the step tolerates (a primary key on a lone identity column, which
+/// tenants cannot write but which collides when rows move into the pool with their ids).
+/// "Tenants" are PUBLIC, the pool groups and the tenant's own login.
+async fn rule_checks(admin: &Client, role: &str, c: &mut Checks) -> Result<()> {
+    let pool = ident(sql::POOL_SCHEMA);
+    let tenants = vec![
+        "public".to_string(),
+        sql::POOL_GROUP.to_string(),
+        sql::POOL_RO_GROUP.to_string(),
+        role.to_string(),
+    ];
+
+    let keys = admin
+        .query(
+            "SELECT c.relname::pg_catalog.text,
+                    pg_catalog.quote_ident(COALESCE(k.conname, ic.relname))::pg_catalog.text,
+                    (SELECT pg_catalog.string_agg(pg_catalog.pg_get_indexdef(i.indexrelid, n, true), ', ' ORDER BY n)
+                     FROM pg_catalog.generate_series(1, i.indnkeyatts::pg_catalog.int4) n)
+             FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+             LEFT JOIN pg_catalog.pg_constraint k
+                    ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('r', 'p')
+               AND c.relname <> $2
+               AND (i.indisunique OR i.indisexclusion)
+               AND NOT EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_attribute a, pg_catalog.generate_series(0, i.indnkeyatts - 1) n
+                   WHERE a.attrelid = i.indrelid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+                     AND a.attnum = i.indkey[n])
+             ORDER BY 1, 2",
+            &[&pool, &sql::LEDGER],
+        )
+        .await
+        .pg_context(|| "cannot read the keys of the pool tables".into())?;
+    let bad: Vec<String> = keys
+        .iter()
+        .map(|r| {
+            let (table, key, cols): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            format!("{table}: {key} ({cols})")
+        })
+        .collect();
+    c.add(
+        "db.pool.keys",
+        "every primary key, unique constraint or index and exclusion constraint of a pool table includes tenant_id",
+        list_or(&bad, "ok"),
+        bad.is_empty(),
+    );
+
+    let writable = admin
+        .query(
+            "SELECT c.relname::pg_catalog.text, a.attname::pg_catalog.text, g.name,
+                    pg_catalog.has_column_privilege(g.name, c.oid, a.attnum, 'INSERT'),
+                    pg_catalog.has_column_privilege(g.name, c.oid, a.attnum, 'UPDATE')
+             FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             CROSS JOIN pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY g(name, o)
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('r', 'p')
+               AND (a.attidentity <> '' OR a.attgenerated <> '')
+               AND (g.name = 'public' OR pg_catalog.to_regrole(pg_catalog.quote_ident(g.name)) IS NOT NULL)
+             ORDER BY 1, a.attnum, g.o",
+            &[&pool, &tenants],
+        )
+        .await
+        .pg_context(|| "cannot read the column privileges of the pool tables".into())?;
+    let mut bad = Vec::new();
+    for r in &writable {
+        let (table, col, who, ins, upd): (String, String, String, bool, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let privs: Vec<&str> = [(ins, "INSERT"), (upd, "UPDATE")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, p)| *p)
+            .collect();
+        if !privs.is_empty() {
+            bad.push(format!("{table}.{col}: {} for {who}", privs.join(", ")));
+        }
+    }
+    c.add(
+        "db.pool.identity",
+        "identity and generated columns of pool tables: no INSERT or UPDATE for tenants (no OVERRIDING SYSTEM VALUE)",
+        list_or(&bad, "ok"),
+        bad.is_empty(),
+    );
+
+    let seqs = admin
+        .query(
+            "SELECT s.relname::pg_catalog.text, g.name
+             FROM pg_catalog.pg_class s
+             CROSS JOIN pg_catalog.unnest($2::pg_catalog.text[]) WITH ORDINALITY g(name, o)
+             WHERE s.relnamespace = pg_catalog.to_regnamespace($1) AND s.relkind = 'S'
+               AND CASE WHEN g.name = 'public' OR pg_catalog.to_regrole(pg_catalog.quote_ident(g.name)) IS NOT NULL
+                        THEN pg_catalog.has_sequence_privilege(g.name, s.oid, 'USAGE, SELECT, UPDATE')
+                        ELSE false END
+             ORDER BY 1, g.o",
+            &[&pool, &tenants],
+        )
+        .await
+        .pg_context(|| "cannot read the privileges on the pool sequences".into())?;
+    let mut bad: Vec<String> = seqs
+        .iter()
+        .map(|r| {
+            let (seq, who): (String, String) = (r.get(0), r.get(1));
+            format!("{seq}: readable by {who}")
+        })
+        .collect();
+    let nextval = admin
+        .query(
+            "SELECT c.relname::pg_catalog.text, a.attname::pg_catalog.text, s.oid::pg_catalog.regclass::pg_catalog.text
+             FROM pg_catalog.pg_attrdef ad
+             JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+             JOIN pg_catalog.pg_depend d
+                  ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
+                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             JOIN pg_catalog.pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+             WHERE c.relnamespace = pg_catalog.to_regnamespace($1) AND c.relkind IN ('r', 'p')
+             ORDER BY 1, a.attnum",
+            &[&pool],
+        )
+        .await
+        .pg_context(|| "cannot read the column defaults of the pool tables".into())?;
+    for r in &nextval {
+        let (table, col, seq): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        bad.push(format!("{table}.{col}: default nextval({seq})"));
+    }
+    c.add(
+        "db.pool.sequences",
+        "no privilege on pool sequences for tenants, no nextval() default (identity columns instead)",
+        list_or(&bad, "ok"),
+        bad.is_empty(),
+    );
+
+    let definers = admin
+        .query(
+            "SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text
+             FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = pg_catalog.to_regnamespace($1) AND p.prosecdef
+             ORDER BY 1",
+            &[&pool],
+        )
+        .await
+        .pg_context(|| "cannot read the functions of the pool".into())?;
+    let bad: Vec<String> = definers
+        .iter()
+        .map(|r| format!("{}: SECURITY DEFINER", r.get::<_, String>(0)))
+        .collect();
+    c.add(
+        "db.pool.functions",
+        "no SECURITY DEFINER function in schema pool (every starter tenant may execute every pool function)",
+        list_or(&bad, "ok"),
+        bad.is_empty(),
     );
     Ok(())
 }

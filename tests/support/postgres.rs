@@ -386,16 +386,37 @@ pub struct DbWorkDir {
 }
 
 impl DbWorkDir {
-    /// With the repository's example migrations.
+    /// With the repository's first two example migrations (0001, 0002): tests that add
+    /// their own `0003_*.sql` build on these.
     pub async fn new(label: &str) -> DbWorkDir {
         let w = DbWorkDir::empty(label).await;
         for f in ["0001_accounts.sql", "0002_projects.sql"] {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(f);
-            std::fs::copy(&src, w.migrations().join(f)).unwrap();
+            w.copy_repo_migration(f);
         }
         w
+    }
+
+    /// With every migration of the repository's `migrations/`: the schema a new install
+    /// gets today (pool keys scoped to the tenant, see 0003).
+    pub async fn current(label: &str) -> DbWorkDir {
+        let w = DbWorkDir::empty(label).await;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".sql") {
+                w.copy_repo_migration(&name);
+            }
+        }
+        w
+    }
+
+    /// Copies `migrations/<file>` of the repository into this work dir.
+    pub fn copy_repo_migration(&self, file: &str) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(file);
+        std::fs::copy(&src, self.migrations().join(file)).unwrap();
     }
 
     /// With an empty `migrations/`.
