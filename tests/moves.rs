@@ -4,13 +4,27 @@
 //! corrupted copy stopping the move; a rerun after an interrupted copy; a rollback that
 //! brings back rows written after the cut-over.
 
-use tenantctl::db::{Database, DbSecret};
+use tenantctl::db::{Database, DbSecret, Location};
 use tenantctl::moves::db::{self as mv, CopyMismatch, Side};
 use tenantctl::tenant::{TenantId, Tier};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::support::postgres::{DbWorkDir, connect_secret};
+
+async fn try_connect_secret(s: &DbSecret) -> Result<Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&s.host)
+        .port(s.port)
+        .dbname(&s.dbname)
+        .user(&s.username)
+        .password(&s.password);
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
 
 /// Three tables, tenant-scoped keys, a foreign key chain, identity, jsonb and bytea.
 const FIXTURE: &str = "
@@ -288,20 +302,28 @@ async fn one_direction(from: Tier, to: Tier, label: &str) {
         .get(0);
     assert_eq!(retained, 500, "{label}: source retained");
     if mv::same_server(&db, &source.target, &dest.target) {
-        let hidden = c
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM \"{}\".mv_accounts",
-                    source.target.schema
-                ),
-                &[],
-            )
-            .await;
-        let code = hidden.as_ref().err().and_then(|e| e.code().cloned());
-        assert!(
-            code == Some(SqlState::INSUFFICIENT_PRIVILEGE)
-                || (source.target.schema == "pool" && to != Tier::Starter && hidden.is_err()),
-            "{label}: the retained source is hidden from the tenant: {hidden:?}"
+        // The tenant's new login, on the source's database, with its own context set.
+        let mut probe = new_secret.clone();
+        probe.dbname = match &source.target.location {
+            Location::Silo(ep) => ep.dbname().to_string(),
+            _ => w.dbname.clone(),
+        };
+        let hidden = match try_connect_secret(&probe).await {
+            Ok(pc) => {
+                as_tenant(
+                    &pc,
+                    id,
+                    &format!("SELECT 1 FROM \"{}\".mv_accounts", source.target.schema),
+                )
+                .await
+            }
+            // Not even allowed to connect: hidden too.
+            Err(_) => Err(SqlState::INSUFFICIENT_PRIVILEGE),
+        };
+        assert_eq!(
+            hidden,
+            Err(SqlState::INSUFFICIENT_PRIVILEGE),
+            "{label}: the retained source is hidden from the tenant"
         );
     }
 

@@ -289,6 +289,28 @@ END $tenantctl$;
     )
 }
 
+/// A move's retained pool source: the login leaves the pool group and the read-only one.
+pub fn leave_pool_groups(role: &str) -> String {
+    let mut body = leave_pool(role);
+    body.push_str(&format!(
+        r#"DO $tenantctl$
+BEGIN
+    IF pg_catalog.to_regrole({group}) IS NOT NULL AND EXISTS (
+        SELECT 1 FROM pg_catalog.pg_auth_members m
+        WHERE m.roleid = pg_catalog.to_regrole({group}) AND m.member = pg_catalog.to_regrole({role_lit})
+    ) THEN
+        REVOKE {group_id} FROM {role_id};
+    END IF;
+END $tenantctl$;
+"#,
+        group = literal(POOL_RO_GROUP),
+        group_id = ident(POOL_RO_GROUP),
+        role_lit = literal(&ident(role)),
+        role_id = ident(role),
+    ));
+    body
+}
+
 /// Growth and enterprise: a login that used to be a starter leaves the pool group.
 pub fn leave_pool(role: &str) -> String {
     format!(

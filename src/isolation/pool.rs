@@ -58,7 +58,8 @@ impl Model for Pool {
     }
 
     fn hide_sql(&self, _target: &Target, role: &str) -> String {
-        sql::leave_pool(role)
+        // Both groups: a move froze the login into the read-only one.
+        sql::leave_pool_groups(role)
     }
 
     async fn drop_data(&self, db: &Database, spec: &TenantSpec, drop_login: bool) -> Result<()> {

@@ -233,7 +233,7 @@ async fn fingerprint(
     let row = client
         .query_one(
             &format!(
-                "SELECT pg_catalog.count(*), pg_catalog.coalesce(pg_catalog.sum(
+                "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(
                      ('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(ROW({cols})::text), 1, 15))::bit(60)::bigint
                  ), 0)::text
                  FROM {t}{cond}",
