@@ -5,44 +5,9 @@
 use tenantctl::db::{Database, MissingAdminUrl};
 use tenantctl::report::CheckStatus;
 use tenantctl::tenant::Tier;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::support::postgres::{DbWorkDir, connect_secret, try_connect};
-
-/// What the application does per request: a transaction with the context set locally
-/// (`None`: not set at all), then `sql`. Returns the count in the first column of the
-/// first row (or rows affected for statements), or the SQLSTATE of the error.
-async fn as_tenant(c: &Client, context: Option<&str>, sql: &str) -> Result<i64, SqlState> {
-    c.batch_execute("BEGIN").await.unwrap();
-    let res = async {
-        if let Some(ctx) = context {
-            c.execute("SELECT set_config('app.current_tenant', $1, true)", &[&ctx])
-                .await?;
-        }
-        if sql.trim_start().to_uppercase().starts_with("SELECT") {
-            let row = c.query_one(sql, &[]).await?;
-            Ok(row.get::<_, i64>(0))
-        } else {
-            Ok(c.execute(sql, &[]).await? as i64)
-        }
-    }
-    .await;
-    let res: Result<i64, tokio_postgres::Error> = res;
-    match res {
-        Ok(n) => {
-            c.batch_execute("COMMIT").await.unwrap();
-            Ok(n)
-        }
-        Err(e) => {
-            c.batch_execute("ROLLBACK").await.unwrap();
-            Err(e
-                .code()
-                .cloned()
-                .unwrap_or_else(|| panic!("not a server error: {e}")))
-        }
-    }
-}
+use crate::support::postgres::{DbWorkDir, as_tenant, connect_secret, try_connect};
 
 fn insert_account(tenant: &str, email: &str) -> String {
     format!("INSERT INTO accounts (tenant_id, email, name) VALUES ('{tenant}', '{email}', 'n')")

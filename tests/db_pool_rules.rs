@@ -15,31 +15,7 @@ use crate::support::postgres::{DbWorkDir, cluster, connect, connect_secret, show
 /// In a transaction with the tenant context `ctx`: `sql`'s first column as i64 (a query)
 /// or the rows it affected, or the SQLSTATE it failed with.
 async fn as_tenant(c: &Client, ctx: &str, sql: &str) -> Result<i64, SqlState> {
-    c.batch_execute("BEGIN").await.unwrap();
-    let res: Result<i64, tokio_postgres::Error> = async {
-        c.execute("SELECT set_config('app.current_tenant', $1, true)", &[&ctx])
-            .await?;
-        if sql.trim_start().to_uppercase().starts_with("SELECT") {
-            let row = c.query_one(sql, &[]).await?;
-            Ok(row.try_get::<_, i64>(0).unwrap_or(0))
-        } else {
-            Ok(c.execute(sql, &[]).await? as i64)
-        }
-    }
-    .await;
-    match res {
-        Ok(n) => {
-            c.batch_execute("COMMIT").await.unwrap();
-            Ok(n)
-        }
-        Err(e) => {
-            c.batch_execute("ROLLBACK").await.unwrap();
-            Err(e
-                .code()
-                .cloned()
-                .unwrap_or_else(|| panic!("not a server error: {e}")))
-        }
-    }
+    crate::support::postgres::as_tenant(c, Some(ctx), sql).await
 }
 
 fn insert_account(tenant: &str, email: &str) -> String {

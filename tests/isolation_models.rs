@@ -15,44 +15,14 @@ use tokio_postgres::error::SqlState;
 use crate::support::postgres::{DbWorkDir, connect_secret};
 
 /// Runs `sql` as the tenant in a transaction with its context set (what the app does).
-async fn as_tenant(c: &Client, tenant: &str, sql: &str) -> Result<u64, SqlState> {
-    c.batch_execute("BEGIN").await.unwrap();
-    let res = async {
-        c.execute(
-            "SELECT set_config('app.current_tenant', $1, true)",
-            &[&tenant],
-        )
-        .await?;
-        c.execute(sql, &[]).await
-    }
-    .await;
-    match res {
-        Ok(n) => {
-            c.batch_execute("COMMIT").await.unwrap();
-            Ok(n)
-        }
-        Err(e) => {
-            c.batch_execute("ROLLBACK").await.unwrap();
-            Err(e.code().cloned().unwrap_or_else(|| panic!("{e}")))
-        }
-    }
+async fn as_tenant(c: &Client, tenant: &str, sql: &str) -> Result<i64, SqlState> {
+    crate::support::postgres::as_tenant(c, Some(tenant), sql).await
 }
 
 async fn count_as_tenant(c: &Client, tenant: &str, table: &str) -> i64 {
-    c.batch_execute("BEGIN").await.unwrap();
-    c.execute(
-        "SELECT set_config('app.current_tenant', $1, true)",
-        &[&tenant],
-    )
-    .await
-    .unwrap();
-    let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+    as_tenant(c, tenant, &format!("SELECT count(*) FROM {table}"))
         .await
         .unwrap()
-        .get(0);
-    c.batch_execute("COMMIT").await.unwrap();
-    n
 }
 
 /// `accounts` rows and one project per account, as the tenant.

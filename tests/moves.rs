@@ -10,21 +10,7 @@ use tenantctl::tenant::{TenantId, Tier};
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use crate::support::postgres::{DbWorkDir, connect_secret};
-
-async fn try_connect_secret(s: &DbSecret) -> Result<Client, tokio_postgres::Error> {
-    let mut cfg = tokio_postgres::Config::new();
-    cfg.host(&s.host)
-        .port(s.port)
-        .dbname(&s.dbname)
-        .user(&s.username)
-        .password(&s.password);
-    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
+use crate::support::postgres::{DbWorkDir, connect_secret, try_connect_secret};
 
 /// Three tables, tenant-scoped keys, a foreign key chain, identity, jsonb and bytea.
 const FIXTURE: &str = "
@@ -60,28 +46,9 @@ async fn workdir(label: &str) -> DbWorkDir {
     w
 }
 
-/// Runs `sql` as the tenant in a transaction with its context set.
-async fn as_tenant(c: &Client, tenant: &str, sql: &str) -> Result<u64, SqlState> {
-    c.batch_execute("BEGIN").await.unwrap();
-    let res = async {
-        c.execute(
-            "SELECT set_config('app.current_tenant', $1, true)",
-            &[&tenant],
-        )
-        .await?;
-        c.execute(sql, &[]).await
-    }
-    .await;
-    match res {
-        Ok(n) => {
-            c.batch_execute("COMMIT").await.unwrap();
-            Ok(n)
-        }
-        Err(e) => {
-            c.batch_execute("ROLLBACK").await.unwrap();
-            Err(e.code().cloned().unwrap_or_else(|| panic!("{e}")))
-        }
-    }
+/// Runs `sql` as the tenant in a transaction with its context set (what the app does).
+async fn as_tenant(c: &Client, tenant: &str, sql: &str) -> Result<i64, SqlState> {
+    crate::support::postgres::as_tenant(c, Some(tenant), sql).await
 }
 
 /// What the tenant sees: per table, the count and an md5 of all rows in key order.

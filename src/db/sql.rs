@@ -365,6 +365,16 @@ END $tenantctl$;
     )
 }
 
+/// A schema of the tenant's own (bridge, silo): connect, the schema, its tables' check
+/// and grants, under the target's lock.
+pub fn own_schema_structure(schema: &str, role: &str, tenant: &str) -> String {
+    let mut body = grant_connect(role);
+    body.push_str(&target_lock(schema));
+    body.push_str(&tenant_schema(schema, role));
+    body.push_str(&tenant_after_migration(schema, role, tenant));
+    body
+}
+
 /// A silo database belongs to one tenant: nobody else may connect or use `public`.
 pub fn silo_database_lockdown() -> String {
     r#"DO $tenantctl$

@@ -38,15 +38,7 @@ impl Model for Bridge {
     }
 
     fn structure_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
-        let mut body = sql::grant_connect(role);
-        body.push_str(&sql::target_lock(&target.schema));
-        body.push_str(&sql::tenant_schema(&target.schema, role));
-        body.push_str(&sql::tenant_after_migration(
-            &target.schema,
-            role,
-            id.as_str(),
-        ));
-        body
+        sql::own_schema_structure(&target.schema, role, id.as_str())
     }
 
     fn attach_sql(&self, role: &str) -> String {

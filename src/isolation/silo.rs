@@ -68,11 +68,9 @@ impl Model for Silo {
     }
 
     fn structure_sql(&self, target: &Target, role: &str, id: &TenantId) -> String {
+        // Nobody else may even connect to a dedicated database.
         let mut body = sql::silo_database_lockdown();
-        body.push_str(&sql::grant_connect(role));
-        body.push_str(&sql::target_lock(&target.schema));
-        body.push_str(&sql::tenant_schema(&target.schema, role));
-        body.push_str(&sql::tenant_after_migration(
+        body.push_str(&sql::own_schema_structure(
             &target.schema,
             role,
             id.as_str(),

@@ -592,3 +592,58 @@ pub async fn connect_secret(s: &DbSecret) -> tokio_postgres::Client {
     });
     client
 }
+
+/// What the application does per request: a transaction with the context set locally
+/// (`None`: not set at all), then `sql`. Returns the count in the first column of the
+/// first row (or rows affected for statements), or the SQLSTATE of the error.
+pub async fn as_tenant(
+    c: &tokio_postgres::Client,
+    context: Option<&str>,
+    sql: &str,
+) -> Result<i64, tokio_postgres::error::SqlState> {
+    c.batch_execute("BEGIN").await.unwrap();
+    let res = async {
+        if let Some(ctx) = context {
+            c.execute("SELECT set_config('app.current_tenant', $1, true)", &[&ctx])
+                .await?;
+        }
+        if sql.trim_start().to_uppercase().starts_with("SELECT") {
+            let row = c.query_one(sql, &[]).await?;
+            Ok(row.get::<_, i64>(0))
+        } else {
+            Ok(c.execute(sql, &[]).await? as i64)
+        }
+    }
+    .await;
+    let res: Result<i64, tokio_postgres::Error> = res;
+    match res {
+        Ok(n) => {
+            c.batch_execute("COMMIT").await.unwrap();
+            Ok(n)
+        }
+        Err(e) => {
+            c.batch_execute("ROLLBACK").await.unwrap();
+            Err(e
+                .code()
+                .cloned()
+                .unwrap_or_else(|| panic!("not a server error: {e}")))
+        }
+    }
+}
+
+/// Like [`connect_secret`], keeping the error (a login that must be refused).
+pub async fn try_connect_secret(
+    s: &DbSecret,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&s.host)
+        .port(s.port)
+        .dbname(&s.dbname)
+        .user(&s.username)
+        .password(&s.password);
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
