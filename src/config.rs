@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub terraform: TerraformConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
     #[serde(default)]
@@ -184,6 +186,49 @@ fn default_statement_timeout_ms() -> u64 {
     300_000
 }
 
+/// CloudWatch metrics of `db migrate` runs (see `src/metrics.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Publish after each `db migrate` run. Unset: on when an AWS region or endpoint is
+    /// configured (`[aws]`, or `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`).
+    pub enabled: Option<bool>,
+    /// The CloudWatch namespace; the platform module's dashboard reads the same.
+    pub namespace: Option<String>,
+}
+
+impl MetricsConfig {
+    pub const DEFAULT_NAMESPACE: &str = "Tenantctl/Migrations";
+
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(Self::DEFAULT_NAMESPACE)
+    }
+
+    /// Whether to publish, given the effective AWS settings ([`AwsSettings::effective`]).
+    /// A work dir with no AWS settings at all (a database-only setup) publishes nothing
+    /// unless asked to, rather than warning after every run.
+    pub fn enabled(&self, aws: &AwsSettings) -> bool {
+        self.enabled
+            .unwrap_or(aws.region.is_some() || aws.endpoint_url.is_some())
+    }
+}
+
+/// CloudWatch's rule for a custom namespace (the platform module checks the same).
+pub fn check_metrics_namespace(ns: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".#:/ _-".contains(c);
+    if ns.is_empty() || ns.len() > 255 || !ns.chars().all(allowed) || ns.trim() != ns {
+        return Err(format!(
+            "`{ns}` is not a CloudWatch namespace: 1 to 255 letters, digits and `. - _ / # :` or spaces, neither starting nor ending with a space"
+        ));
+    }
+    if ns.starts_with("AWS/") {
+        return Err(format!(
+            "`{ns}` starts with `AWS/`, which CloudWatch reserves for AWS services"
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSilo {
@@ -268,6 +313,9 @@ impl Config {
                 "[database] local_silo is for the local emulator only (set `local = true`, as `tenantctl init --local` does)"
             );
         }
+        if let Some(ns) = &self.metrics.namespace {
+            check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
+        }
         Ok(())
     }
 
@@ -333,6 +381,11 @@ connection_budget = 10
 # at the CA bundle downloaded from AWS (tenantctl downloads nothing).
 # sslmode = "verify-full"
 # sslrootcert = "/etc/tenantctl/global-bundle.pem"
+
+[metrics]
+# CloudWatch metrics of every `db migrate` run (on by default when an AWS region is set).
+# enabled = true
+# namespace = "Tenantctl/Migrations"
 
 [state]
 backend = "local"

@@ -28,6 +28,7 @@ use crate::workspace::{TenantSpec, Workspace};
 
 /// Services whose endpoint the rendered provider points at an emulator.
 const ENDPOINT_SERVICES: &[&str] = &[
+    "cloudwatch",
     "ec2",
     "ecs",
     "elbv2",
@@ -419,6 +420,8 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
             // Against the emulator the bucket and zone may be emptied on destroy;
             // for real they must be emptied by hand first.
             "force_destroy": cfg.local,
+            "create_dashboard": cfg.metrics.enabled(aws),
+            "metrics_namespace": cfg.metrics.namespace(),
         }),
     );
     let mut files = BTreeMap::new();
