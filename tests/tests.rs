@@ -14,4 +14,5 @@ mod lifecycle;
 mod migrate_metrics;
 mod module_contract;
 mod render;
+mod silo_admin;
 mod support;
