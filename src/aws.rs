@@ -1,9 +1,12 @@
 //! AWS SDK clients built from one settings struct, so the SDK and the rendered provider
 //! block always agree on region, profile and endpoint (`AWS_ENDPOINT_URL` included).
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::config::AwsSettings;
 
@@ -15,6 +18,9 @@ pub struct AwsClients {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub rds: aws_sdk_rds::Client,
     pub s3: aws_sdk_s3::Client,
+    /// Best effort (run metrics): 2 attempts and 10 s at most, so an unreachable endpoint
+    /// delays a finished run briefly instead of by the adaptive retries' minutes.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl AwsClients {
@@ -30,17 +36,33 @@ impl AwsClients {
         if let Some(url) = &s.endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let conf = loader.load().await;
-        let s3_conf = aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(s.endpoint_url.is_some())
+        AwsClients::from_sdk_config(&loader.load().await)
+    }
+
+    /// Clients from an already loaded SDK configuration (an embedding program's own
+    /// credentials, or a test's). An endpoint URL means an emulator: S3 is then addressed
+    /// path-style.
+    pub fn from_sdk_config(conf: &aws_config::SdkConfig) -> AwsClients {
+        let s3_conf = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(conf.endpoint_url().is_some())
+            .build();
+        let cloudwatch_conf = aws_sdk_cloudwatch::config::Builder::from(conf)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(Duration::from_secs(10))
+                    .build(),
+            )
             .build();
         AwsClients {
-            ecs: aws_sdk_ecs::Client::new(&conf),
-            iam: aws_sdk_iam::Client::new(&conf),
-            route53: aws_sdk_route53::Client::new(&conf),
-            secrets: aws_sdk_secretsmanager::Client::new(&conf),
-            rds: aws_sdk_rds::Client::new(&conf),
+            ecs: aws_sdk_ecs::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
+            route53: aws_sdk_route53::Client::new(conf),
+            secrets: aws_sdk_secretsmanager::Client::new(conf),
+            rds: aws_sdk_rds::Client::new(conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_conf),
         }
     }
 

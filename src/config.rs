@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub terraform: TerraformConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
     #[serde(default)]
@@ -148,6 +150,16 @@ pub struct DatabaseConfig {
     /// PEM file of the CAs to trust (for RDS, the downloaded global bundle); without it,
     /// verify-* modes use the system's trust store.
     pub sslrootcert: Option<PathBuf>,
+    /// Enterprise (silo) tenants: IPv4 networks (CIDR) the dedicated database's security
+    /// group admits on 5432 beside the tenant's own service, so that tenantctl, running
+    /// there, can provision and migrate it with the `db-admin` login. Rendered into the
+    /// tenant module's `admin_cidr_blocks`; empty by default (nothing but the service).
+    #[serde(default)]
+    pub admin_cidr_blocks: Vec<String>,
+    /// Like `admin_cidr_blocks`, by security group (the one tenantctl's host or task
+    /// has): the tenant module's `admin_security_group_ids`.
+    #[serde(default)]
+    pub admin_security_group_ids: Vec<String>,
 }
 
 impl Default for DatabaseConfig {
@@ -164,6 +176,8 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: default_statement_timeout_ms(),
             sslmode: None,
             sslrootcert: None,
+            admin_cidr_blocks: Vec::new(),
+            admin_security_group_ids: Vec::new(),
         }
     }
 }
@@ -182,6 +196,113 @@ fn default_lock_timeout_ms() -> u64 {
 }
 fn default_statement_timeout_ms() -> u64 {
     300_000
+}
+
+/// CloudWatch metrics of `db migrate` runs (see `src/metrics.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Publish after each `db migrate` run. Unset: on when an AWS region or endpoint is
+    /// configured (`[aws]`, or `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`).
+    pub enabled: Option<bool>,
+    /// The CloudWatch namespace; the platform module's dashboard reads the same.
+    pub namespace: Option<String>,
+}
+
+impl MetricsConfig {
+    pub const DEFAULT_NAMESPACE: &str = "Tenantctl/Migrations";
+
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(Self::DEFAULT_NAMESPACE)
+    }
+
+    /// Whether to publish, given the effective AWS settings ([`AwsSettings::effective`]).
+    /// A work dir with no AWS settings at all (a database-only setup) publishes nothing
+    /// unless asked to, rather than warning after every run.
+    pub fn enabled(&self, aws: &AwsSettings) -> bool {
+        self.enabled
+            .unwrap_or(aws.region.is_some() || aws.endpoint_url.is_some())
+    }
+}
+
+/// CloudWatch's rule for a custom namespace (the platform module checks the same).
+pub fn check_metrics_namespace(ns: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".#:/ _-".contains(c);
+    if ns.is_empty() || ns.len() > 255 || !ns.chars().all(allowed) || ns.trim() != ns {
+        return Err(format!(
+            "`{ns}` is not a CloudWatch namespace: 1 to 255 letters, digits and `. - _ / # :` or spaces, neither starting nor ending with a space"
+        ));
+    }
+    if ns.starts_with("AWS/") {
+        return Err(format!(
+            "`{ns}` starts with `AWS/`, which CloudWatch reserves for AWS services"
+        ));
+    }
+    Ok(())
+}
+
+/// One entry of `[database] admin_cidr_blocks`: an IPv4 network written canonically
+/// (`10.20.0.0/24`: decimal octets without leading zeros, no host bits set, a prefix
+/// length 0-32), and not `0.0.0.0/0`. The tenant module's validation is the same rule.
+pub fn check_admin_cidr(cidr: &str) -> Result<(), String> {
+    let invalid = || {
+        format!(
+            "`{cidr}` is not an IPv4 network in CIDR notation whose address has no host bits set, such as 10.20.0.0/24 (not 10.20.0.5/24)"
+        )
+    };
+    // Decimal without leading zeros ("0" itself is fine), at most `max`.
+    fn number(s: &str, max: u32) -> Option<u32> {
+        let canonical = !s.is_empty()
+            && s.len() <= 3
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        canonical
+            .then(|| s.parse().ok())
+            .flatten()
+            .filter(|n| *n <= max)
+    }
+    let (addr, len) = cidr.split_once('/').ok_or_else(invalid)?;
+    let len = number(len, 32).ok_or_else(invalid)?;
+    let octets: Vec<&str> = addr.split('.').collect();
+    if octets.len() != 4 {
+        return Err(invalid());
+    }
+    let mut ip: u32 = 0;
+    for o in octets {
+        ip = (ip << 8) | number(o, 255).ok_or_else(invalid)?;
+    }
+    let host_bits = u32::MAX.checked_shr(len).unwrap_or(0);
+    if ip & host_bits != 0 {
+        return Err(invalid());
+    }
+    if len == 0 {
+        return Err(format!(
+            "`{cidr}` admits every address, including every other tenant's task in the VPC: name the network tenantctl connects from"
+        ));
+    }
+    Ok(())
+}
+
+/// One entry of `[database] admin_security_group_ids`: `sg-` and 8 or 17 lower-case hex
+/// digits (the tenant module's rule).
+pub fn check_security_group_id(id: &str) -> Result<(), String> {
+    let hex = id.strip_prefix("sg-").unwrap_or("");
+    if matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not a security group id: `sg-` and 8 or 17 lower-case hex digits"
+        ))
+    }
+}
+
+/// The first entry that appears twice.
+fn duplicate(items: &[String]) -> Option<&String> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, a)| items[..*i].contains(a))
+        .map(|(_, a)| a)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -268,6 +389,28 @@ impl Config {
                 "[database] local_silo is for the local emulator only (set `local = true`, as `tenantctl init --local` does)"
             );
         }
+        for cidr in &self.database.admin_cidr_blocks {
+            check_admin_cidr(cidr)
+                .map_err(|e| anyhow::anyhow!("[database] admin_cidr_blocks: {e}"))?;
+        }
+        for id in &self.database.admin_security_group_ids {
+            check_security_group_id(id)
+                .map_err(|e| anyhow::anyhow!("[database] admin_security_group_ids: {e}"))?;
+        }
+        for (field, items) in [
+            ("admin_cidr_blocks", &self.database.admin_cidr_blocks),
+            (
+                "admin_security_group_ids",
+                &self.database.admin_security_group_ids,
+            ),
+        ] {
+            if let Some(d) = duplicate(items) {
+                bail!("[database] {field}: `{d}` appears twice");
+            }
+        }
+        if let Some(ns) = &self.metrics.namespace {
+            check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
+        }
         Ok(())
     }
 
@@ -333,6 +476,15 @@ connection_budget = 10
 # at the CA bundle downloaded from AWS (tenantctl downloads nothing).
 # sslmode = "verify-full"
 # sslrootcert = "/etc/tenantctl/global-bundle.pem"
+# Enterprise tenants' dedicated databases admit only their own service; let tenantctl in
+# from where it runs (a CIDR and/or a security group) so it can provision and migrate them.
+# admin_cidr_blocks = ["10.42.200.0/24"]
+# admin_security_group_ids = ["sg-0123456789abcdef0"]
+
+[metrics]
+# CloudWatch metrics of every `db migrate` run (on by default when an AWS region is set).
+# enabled = true
+# namespace = "Tenantctl/Migrations"
 
 [state]
 backend = "local"
@@ -414,6 +566,64 @@ mod tests {
         assert!(toml::from_str::<Config>("[aws]\nregoin = \"x\"\n").is_err());
         let cfg: Config = toml::from_str("[tiers.starter]\nmemory = 3000\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("Fargate"));
+    }
+
+    #[test]
+    fn admin_access_settings_are_checked_when_the_config_loads() {
+        for ok in [
+            "10.42.200.0/24",
+            "192.168.1.7/32",
+            "0.0.0.0/1",
+            "172.16.0.0/12",
+        ] {
+            assert_eq!(check_admin_cidr(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "10.42.200.7/24",
+            "10.42.200.0/33",
+            "10.42.200.0/024",
+            "010.42.200.0/24",
+            "10.42.200.0",
+            "10.42.256.0/24",
+            "fd00::/8",
+            " 10.42.200.0/24",
+        ] {
+            let e = check_admin_cidr(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("`{bad}` is not an IPv4 network")),
+                "{e}"
+            );
+        }
+        assert!(
+            check_admin_cidr("0.0.0.0/0")
+                .unwrap_err()
+                .contains("every other tenant's task")
+        );
+        assert_eq!(check_security_group_id("sg-0123456789abcdef0"), Ok(()));
+        assert_eq!(check_security_group_id("sg-01234567"), Ok(()));
+        assert!(check_security_group_id("sg-0123456789ABCDEF0").is_err());
+        assert!(check_security_group_id("sg-012345678").is_err());
+
+        let cfg: Config =
+            toml::from_str("[database]\nadmin_cidr_blocks = [\"10.0.0.0/8\", \"10.0.0.0/8\"]\n")
+                .unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "[database] admin_cidr_blocks: `10.0.0.0/8` appears twice"
+        );
+        let cfg: Config =
+            toml::from_str("[database]\nadmin_security_group_ids = [\"sg-1\"]\n").unwrap();
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "[database] admin_security_group_ids: `sg-1` is not a security group id: `sg-` and 8 or 17 lower-case hex digits"
+        );
+        let cfg: Config = toml::from_str("[metrics]\nnamespace = \" Tenantctl\"\n").unwrap();
+        assert!(cfg.validate().is_err());
+        let cfg: Config =
+            toml::from_str("[metrics]\nenabled = false\nnamespace = \"Ops/Migrations\"\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.metrics.namespace(), "Ops/Migrations");
+        assert!(toml::from_str::<Config>("[metrics]\nnamspace = \"x\"\n").is_err());
     }
 
     #[test]

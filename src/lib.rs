@@ -27,6 +27,7 @@ pub mod fsutil;
 pub mod interrupt;
 pub mod isolation;
 pub mod lifecycle;
+pub mod metrics;
 pub mod moves;
 pub mod output;
 pub mod records;

@@ -28,6 +28,7 @@ use crate::workspace::{TenantSpec, Workspace};
 
 /// Services whose endpoint the rendered provider points at an emulator.
 const ENDPOINT_SERVICES: &[&str] = &[
+    "cloudwatch",
     "ec2",
     "ecs",
     "elbv2",
@@ -135,6 +136,12 @@ pub struct TenantInputs {
     pub vpc_id: String,
     pub subnet_ids: Vec<String>,
     pub service_security_group_ids: Vec<String>,
+    /// Silo only: tenantctl's own way into the dedicated database (`[database]
+    /// admin_cidr_blocks`, `admin_security_group_ids`). Left out of the tfvars when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_cidr_blocks: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub admin_security_group_ids: Vec<String>,
     pub database: DbEndpoint,
     pub silo_database_override: Option<DbEndpoint>,
     pub db_instance_class: String,
@@ -252,6 +259,16 @@ impl TenantInputs {
             vpc_id,
             subnet_ids,
             service_security_group_ids: platform.service_security_group_ids.clone(),
+            admin_cidr_blocks: if silo {
+                db.admin_cidr_blocks.clone()
+            } else {
+                Vec::new()
+            },
+            admin_security_group_ids: if silo {
+                db.admin_security_group_ids.clone()
+            } else {
+                Vec::new()
+            },
             database,
             silo_database_override,
             db_instance_class: profile
@@ -419,6 +436,8 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
             // Against the emulator the bucket and zone may be emptied on destroy;
             // for real they must be emptied by hand first.
             "force_destroy": cfg.local,
+            "create_dashboard": cfg.metrics.enabled(aws),
+            "metrics_namespace": cfg.metrics.namespace(),
         }),
     );
     let mut files = BTreeMap::new();

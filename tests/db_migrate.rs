@@ -123,10 +123,10 @@ async fn a_failure_at_target_3_of_5_rolls_back_that_target_only_and_a_rerun_fini
     assert!(!table_exists(&w, "\"tenant_mf-3\".tasks").await);
     assert!(table_exists(&w, "\"tenant_mf-2\".tasks").await);
 
-    // db status shows it, as a table and as JSON.
+    // db status shows it, as a table and as JSON, and exits 1: a target failed.
     let st = ["db", "status", "--output", "json"];
     let out = w.tenantctl(&st);
-    assert_code(&st, &out, 0);
+    assert_code(&st, &out, 1);
     let status = json(&st, &out);
     let t3 = &status["targets"][2];
     assert_eq!(t3["target"], "mf-3");

@@ -105,7 +105,7 @@ fn terraform(dir: &Path, args: &[&str]) -> Tf {
 }
 
 /// A string as an HCL literal: JSON quoting, plus escaping Terraform's template sequences.
-fn hcl_str(s: &str) -> String {
+pub(crate) fn hcl_str(s: &str) -> String {
     serde_json::to_string(s)
         .unwrap()
         .replace("${", "$${")
@@ -558,7 +558,9 @@ fn module_reserved_list_is_tenantctls() {
 /// Runs every case through the module's own `variables.tf` with `terraform test` (no
 /// provider), one file per case, and returns per case: accepted, and the validation
 /// messages. Any other error fails the test.
-fn variable_rules(cases: &BTreeMap<String, String>) -> BTreeMap<String, (bool, Vec<String>)> {
+pub(crate) fn variable_rules(
+    cases: &BTreeMap<String, String>,
+) -> BTreeMap<String, (bool, Vec<String>)> {
     let tmp = tempdir();
     std::fs::copy(
         repo_root().join("terraform/modules/tenant/variables.tf"),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::cli::{DbAction, MigrateArgs, StatusArgs};
 use crate::context::Ctx;
 use crate::db::{
-    Database, MigrateOptions, MigrateReport, MigrationSet, TargetOutcome, TargetStatus,
+    Database, MigrateOptions, MigrateReport, MigrationSet, TargetOutcome, TargetState, TargetStatus,
 };
 use crate::exit::{ERROR, Interrupted, Outcome};
 use crate::isolation;
@@ -86,6 +86,7 @@ async fn migrate(ctx: &Ctx, args: &MigrateArgs) -> Result<u8> {
     if report.interrupted() {
         return Err(Interrupted.into());
     }
+    crate::metrics::publish_migrate_run(&ctx.config().aws, &ctx.config().metrics, &report).await;
     Ok(if report.count(TargetOutcome::Failed) > 0 {
         ERROR
     } else {
@@ -159,7 +160,28 @@ async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<u8> {
     let targets = db.targets(&specs, &BTreeMap::new()).await;
     let rows = db.status(targets, &set).await?;
     status_report(&set, &rows).emit(ctx.output)?;
-    Ok(Outcome::Success.code())
+    Ok(status_code(&rows))
+}
+
+/// 1 when a target failed (a recorded error, an edited or unknown migration) or cannot
+/// be looked at; else 2 when a target has migrations to apply, including a declared
+/// tenant whose schema or database does not exist yet; else 0.
+fn status_code(rows: &[TargetStatus]) -> u8 {
+    let failed = |r: &TargetStatus| match r.state {
+        TargetState::Unreachable
+        | TargetState::ChecksumMismatch
+        | TargetState::UnknownMigration => true,
+        TargetState::UpToDate | TargetState::Pending | TargetState::NotProvisioned => {
+            r.last_error.is_some()
+        }
+    };
+    if rows.iter().any(failed) {
+        ERROR
+    } else if rows.iter().any(|r| r.state != TargetState::UpToDate) {
+        Outcome::Changes.code()
+    } else {
+        Outcome::Success.code()
+    }
 }
 
 fn status_report(set: &MigrationSet, rows: &[TargetStatus]) -> Report {

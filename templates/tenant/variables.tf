@@ -38,6 +38,8 @@ variable "tenants" {
     vpc_id                     = string
     subnet_ids                 = list(string)
     service_security_group_ids = list(string)
+    admin_cidr_blocks          = optional(list(string), [])
+    admin_security_group_ids   = optional(list(string), [])
     database = object({
       host   = string
       port   = number

@@ -75,3 +75,16 @@ pub fn platform_record() -> &'static Path {
         keep
     })
 }
+
+/// An AWS SDK configuration for the shared moto (fake static credentials), for tests that
+/// call the SDK in-process: no process-wide environment is read or changed.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let creds =
+        aws_sdk_cloudwatch::config::Credentials::new("test", "test", None, None, "tenantctl-tests");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto().endpoint)
+        .credentials_provider(creds)
+        .load()
+        .await
+}

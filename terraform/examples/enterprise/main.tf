@@ -63,6 +63,11 @@ module "tenant" {
   # A silo tenant does not use the shared database.
   database = null
 
+  # tenantctl provisions and migrates the dedicated database with its master login
+  # (`tenants/<id>/db-admin`): admit the network it runs in (`[database]
+  # admin_cidr_blocks` / `admin_security_group_ids` in tenantctl.toml).
+  admin_cidr_blocks = ["10.42.200.0/24"]
+
   db_instance_class    = "db.t3.medium"
   db_allocated_storage = 50
   db_engine_version    = "16"

@@ -324,3 +324,70 @@ resource "aws_route53_zone" "this" {
 
   tags = local.tags
 }
+
+################################################################################
+# Dashboard of `tenantctl db migrate` runs
+################################################################################
+
+data "aws_region" "current" {}
+
+locals {
+  # What src/metrics.rs publishes: counts per tier (dimension Tier) and over all tiers (no
+  # dimension); the run's duration over all tiers only (a run is not per tier).
+  migration_tiers = ["starter", "growth", "enterprise"]
+  migration_count_widgets = [
+    { metric = "MigrationsApplied", stat = "Sum", title = "Migrations applied" },
+    { metric = "TargetsMigrated", stat = "Sum", title = "Targets migrated" },
+    # States at the end of a run, not events: the last value, not a sum over runs.
+    { metric = "TargetsPending", stat = "Maximum", title = "Targets left pending" },
+    { metric = "TargetsFailed", stat = "Maximum", title = "Targets failed" },
+  ]
+  migration_widgets = concat(
+    [
+      for i, w in local.migration_count_widgets : {
+        type   = "metric"
+        x      = (i % 2) * 12
+        y      = floor(i / 2) * 6
+        width  = 12
+        height = 6
+        properties = {
+          title   = w.title
+          region  = data.aws_region.current.name
+          view    = "timeSeries"
+          stacked = false
+          stat    = w.stat
+          period  = 300
+          metrics = concat(
+            [for t in local.migration_tiers : [var.metrics_namespace, w.metric, "Tier", t, { label = t }]],
+            [[var.metrics_namespace, w.metric, { label = "all tiers" }]],
+          )
+        }
+      }
+    ],
+    [
+      {
+        type   = "metric"
+        x      = 0
+        y      = 12
+        width  = 12
+        height = 6
+        properties = {
+          title   = "Run duration (seconds)"
+          region  = data.aws_region.current.name
+          view    = "timeSeries"
+          stacked = false
+          stat    = "Maximum"
+          period  = 300
+          metrics = [[var.metrics_namespace, "RunDuration", { label = "db migrate" }]]
+        }
+      },
+    ],
+  )
+}
+
+resource "aws_cloudwatch_dashboard" "migrations" {
+  count = var.create_dashboard ? 1 : 0
+
+  dashboard_name = "${var.name}-migrations"
+  dashboard_body = jsonencode({ widgets = local.migration_widgets })
+}

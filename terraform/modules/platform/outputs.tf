@@ -66,3 +66,8 @@ output "load_balancer_arn" {
   description = "ARN of the load balancer, null when create_load_balancer is false."
   value       = try(aws_lb.this[0].arn, null)
 }
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard of `tenantctl db migrate` runs, null when create_dashboard is false."
+  value       = try(aws_cloudwatch_dashboard.migrations[0].dashboard_name, null)
+}

@@ -76,3 +76,21 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "create_dashboard" {
+  description = "Create the CloudWatch dashboard `<name>-migrations` of the metrics `tenantctl db migrate` publishes (namespace metrics_namespace)."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace `tenantctl db migrate` publishes its run metrics to (`[metrics] namespace` in tenantctl.toml); the dashboard's widgets read it."
+  type        = string
+  default     = "Tenantctl/Migrations"
+
+  # CloudWatch's rules for a custom namespace; `AWS/` is reserved for AWS services.
+  validation {
+    condition     = can(regex("^[A-Za-z0-9.#:/ _-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/") && trimspace(var.metrics_namespace) == var.metrics_namespace
+    error_message = "The metrics_namespace \"${var.metrics_namespace}\" is invalid: it must be 1 to 255 letters, digits and `. - _ / # : ` or spaces, neither start nor end with a space, and not start with `AWS/` (reserved for AWS services)."
+  }
+}

@@ -423,6 +423,32 @@ resource "aws_security_group" "db" {
     security_groups = [aws_security_group.service[0].id]
   }
 
+  # tenantctl's own way in, to provision and migrate the database with its db-admin
+  # login: only what the operator configured (`[database] admin_*`), nothing by default.
+  dynamic "ingress" {
+    for_each = length(var.admin_cidr_blocks) > 0 ? [var.admin_cidr_blocks] : []
+
+    content {
+      description = "PostgreSQL from tenantctl admin networks"
+      protocol    = "tcp"
+      from_port   = 5432
+      to_port     = 5432
+      cidr_blocks = ingress.value
+    }
+  }
+
+  dynamic "ingress" {
+    for_each = length(var.admin_security_group_ids) > 0 ? [var.admin_security_group_ids] : []
+
+    content {
+      description     = "PostgreSQL from tenantctl admin security groups"
+      protocol        = "tcp"
+      from_port       = 5432
+      to_port         = 5432
+      security_groups = ingress.value
+    }
+  }
+
   # No outbound rules: the database initiates no connections.
   egress = []
 

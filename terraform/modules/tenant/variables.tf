@@ -164,6 +164,46 @@ variable "service_security_group_ids" {
   default     = []
 }
 
+variable "admin_cidr_blocks" {
+  description = "Silo only: IPv4 networks (CIDR, e.g. the subnet tenantctl runs in, or a VPN's) also admitted to the dedicated database on 5432, so tenantctl can provision and migrate it with its `db-admin` login. Default none: only the tenant's own ECS service. Never `0.0.0.0/0`: every other tenant's task in the VPC would reach the database."
+  type        = list(string)
+  default     = []
+
+  # The same rule as `[database] admin_cidr_blocks` in tenantctl's src/config.rs
+  # (check_admin_cidr): a canonical IPv4 network, its address without host bits.
+  validation {
+    condition     = alltrue([for c in var.admin_cidr_blocks : can(regex("^(0|[1-9][0-9]{0,2})(\\.(0|[1-9][0-9]{0,2})){3}/([0-9]|[12][0-9]|3[0-2])$", c)) && can(cidrnetmask(c)) && try(cidrhost(c, 0) == split("/", c)[0], false)])
+    error_message = "The admin_cidr_blocks ${jsonencode([for c in var.admin_cidr_blocks : c if !(can(regex("^(0|[1-9][0-9]{0,2})(\\.(0|[1-9][0-9]{0,2})){3}/([0-9]|[12][0-9]|3[0-2])$", c)) && can(cidrnetmask(c)) && try(cidrhost(c, 0) == split("/", c)[0], false))])} are invalid: each must be an IPv4 network in CIDR notation whose address has no host bits set, such as 10.20.0.0/24 (not 10.20.0.5/24)."
+  }
+
+  validation {
+    condition     = !contains(var.admin_cidr_blocks, "0.0.0.0/0")
+    error_message = "The admin_cidr_blocks contain 0.0.0.0/0: that admits every address, including every other tenant's task in the VPC. Name the network tenantctl connects from."
+  }
+
+  validation {
+    condition     = length(distinct(var.admin_cidr_blocks)) == length(var.admin_cidr_blocks)
+    error_message = "The admin_cidr_blocks name ${jsonencode(distinct([for i, c in var.admin_cidr_blocks : c if index(var.admin_cidr_blocks, c) != i]))} more than once: each network may appear once."
+  }
+}
+
+variable "admin_security_group_ids" {
+  description = "Silo only: security groups (e.g. the one of the host or task tenantctl runs on) also admitted to the dedicated database on 5432, so tenantctl can provision and migrate it with its `db-admin` login. Default none: only the tenant's own ECS service."
+  type        = list(string)
+  default     = []
+
+  # The same rule as `[database] admin_security_group_ids` in tenantctl's src/config.rs.
+  validation {
+    condition     = alltrue([for g in var.admin_security_group_ids : can(regex("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", g))])
+    error_message = "The admin_security_group_ids ${jsonencode([for g in var.admin_security_group_ids : g if !can(regex("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", g))])} are invalid: each must be a security group id, `sg-` and 8 or 17 lower-case hex digits."
+  }
+
+  validation {
+    condition     = length(distinct(var.admin_security_group_ids)) == length(var.admin_security_group_ids)
+    error_message = "The admin_security_group_ids name ${jsonencode(distinct([for i, g in var.admin_security_group_ids : g if index(var.admin_security_group_ids, g) != i]))} more than once: each security group may appear once."
+  }
+}
+
 variable "database" {
   description = "The shared PostgreSQL used by pool and bridge tenants. Not used by silo tenants (may be null for them)."
   type = object({
