@@ -5,6 +5,7 @@ mod bad_input;
 mod cli_snapshots;
 mod db_isolation;
 mod db_migrate;
+mod db_rollback;
 mod db_tls;
 mod fleet;
 mod interrupt;
