@@ -258,6 +258,8 @@ struct Undoing {
     found: Vec<i32>,
     failure: Option<(String, String)>,
     interrupted: bool,
+    /// A no-transaction down file ran on the session: discard the connection after.
+    dirty: bool,
 }
 
 /// Undoes `todo` (newest first) on `target` over `client`, one transaction per down
@@ -274,6 +276,7 @@ async fn undo_target(
         found: Vec::new(),
         failure: None,
         interrupted: false,
+        dirty: false,
     };
     for m in todo {
         if interrupt.is_set() {
@@ -289,6 +292,7 @@ async fn undo_target(
             break;
         };
         let result = if down.no_transaction {
+            out.dirty = true;
             runner::run_no_tx(client, target, m, Direction::Down, true, apply)
                 .await
                 .map(|r| match r {
@@ -511,7 +515,11 @@ impl Database {
                     }
                 };
                 let run = undo_target(&conn, target, todo, apply, &opts.interrupt).await;
-                drop(conn);
+                if run.dirty {
+                    conn.discard();
+                } else {
+                    drop(conn);
+                }
                 finish(base, run, todo.len())
             }
         })

@@ -194,7 +194,11 @@ async fn migrate_target(
         &run.opts.interrupt,
     )
     .await;
-    drop(conn);
+    if applying.dirty {
+        conn.discard();
+    } else {
+        drop(conn);
+    }
     finish(base, applying, todo.len())
 }
 
@@ -228,6 +232,8 @@ pub(super) struct Applying {
     /// The file that failed and the error.
     pub failure: Option<(String, String)>,
     pub interrupted: bool,
+    /// A no-transaction file ran on the session: discard the connection after.
+    pub dirty: bool,
 }
 
 /// Cuts `pending` into the transactions `mode` asks for; a no-transaction migration is
@@ -264,6 +270,7 @@ pub(super) async fn apply_target(
         found_applied: Vec::new(),
         failure: None,
         interrupted: false,
+        dirty: false,
     };
     let mut queue = groups(pending, apply.tx_mode);
     queue.reverse();
@@ -274,6 +281,7 @@ pub(super) async fn apply_target(
         }
         if group[0].no_transaction {
             let m = group[0];
+            out.dirty = true;
             match run_no_tx(client, target, m, Direction::Up, has_ledger, apply).await {
                 Ok(NoTx::Done(duration_ms)) => out.applied.push(AppliedMigration {
                     version: m.version,
@@ -617,7 +625,9 @@ pub(super) enum NoTx {
 /// taken for the session. A `CREATE INDEX CONCURRENTLY` whose index exists is skipped
 /// if the index is valid, and dropped and built again if it is not (what a failed
 /// concurrent build leaves behind), so a rerun after a failure halfway goes through.
-/// The session's settings and lock are reset afterwards: the connection is pooled.
+/// The session's lock is released and its timeouts and `search_path` restored
+/// afterwards; whatever else the file set stays with the session, which the caller
+/// therefore closes rather than pools.
 pub(super) async fn run_no_tx(
     client: &Client,
     target: &Target,
@@ -643,6 +653,41 @@ pub(super) async fn run_no_tx(
         sql::TARGET_LOCK_CLASS,
         literal(&target.schema)
     );
+    let saved = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('lock_timeout'), pg_catalog.current_setting('statement_timeout')";
+    let saved: Vec<String> = match client.simple_query(saved).await {
+        Ok(msgs) => msgs
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(
+                    (0..3)
+                        .map(|i| r.get(i).unwrap_or_default().to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            return Err((
+                file.clone(),
+                format!(
+                    "cannot start `{file}` on `{}`: {}",
+                    target.schema,
+                    describe(&e)
+                ),
+            ));
+        }
+    };
+    let restore: String = ["search_path", "lock_timeout", "statement_timeout"]
+        .iter()
+        .zip(&saved)
+        .map(|(name, value)| {
+            format!(
+                "SELECT pg_catalog.set_config({}, {}, false);\n",
+                literal(name),
+                literal(value)
+            )
+        })
+        .collect();
     let open = format!(
         "SET lock_timeout = {lock}; SET statement_timeout = {stmt}; SET search_path TO {schema};
 SELECT pg_catalog.pg_advisory_lock({key});
@@ -657,7 +702,7 @@ SELECT pg_catalog.pg_advisory_lock({key});
         },
         v = m.version,
     );
-    let close = format!("RESET ALL; SELECT pg_catalog.pg_advisory_unlock({key});");
+    let close = format!("{restore}SELECT pg_catalog.pg_advisory_unlock({key});");
     let result = async {
         let in_ledger = client
             .simple_query(&open)
