@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::context::OutputFormat;
+use crate::db::TxMode;
 use crate::tenant::Tier;
 
 #[derive(Debug, Parser)]
@@ -181,8 +182,11 @@ pub struct RemoveArgs {
 #[derive(Debug, Subcommand)]
 pub enum DbAction {
     /// Apply pending migrations to every target: the pool schema once, each bridge
-    /// schema, each silo database; each migration in its own transaction.
+    /// schema, each silo database; one transaction per target (or per migration).
     Migrate(MigrateArgs),
+    /// Undo the migrations applied above `--to VERSION` with their `.down.sql` files,
+    /// newest first, each in its own transaction.
+    Rollback(RollbackArgs),
     /// Per target: tier, version, pending count, state and last error.
     Status(StatusArgs),
 }
@@ -195,6 +199,34 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub fail_fast: bool,
     /// Seconds to wait for another `db migrate` run to finish (0: fail at once).
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+    /// One transaction per target for all its pending migrations (a failure leaves the
+    /// target at its previous version), or one per migration [default: `[database]
+    /// tx_mode`, else target].
+    #[arg(long, value_enum)]
+    pub tx_mode: Option<TxMode>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Only the targets of these tenants (a starter tenant selects the shared pool, which
+    /// every starter tenant shares).
+    pub ids: Vec<String>,
+    /// Every target of every declared tenant.
+    #[arg(long)]
+    pub all: bool,
+    /// Only the targets of tenants of this tier.
+    #[arg(long, value_enum)]
+    pub tier: Option<Tier>,
+    /// Undo every migration applied above this version (0: all of them).
+    #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
+    pub to: u32,
+    /// Stop starting new targets after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Seconds to wait for another `db migrate` or `db rollback` run to finish (0: fail
+    /// at once).
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
 }

@@ -144,6 +144,10 @@ pub struct DatabaseConfig {
     pub lock_timeout_ms: u64,
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
+    /// `db migrate`'s transactions: one per target (the default) or one per migration;
+    /// `--tx-mode` overrides it.
+    #[serde(default)]
+    pub tx_mode: crate::db::TxMode,
     /// libpq's sslmode for tenant and silo connections, and the admin URL's default:
     /// `prefer` when `local = true`, `verify-full` otherwise.
     pub sslmode: Option<SslMode>,
@@ -174,6 +178,7 @@ impl Default for DatabaseConfig {
             connection_budget: default_connection_budget(),
             lock_timeout_ms: default_lock_timeout_ms(),
             statement_timeout_ms: default_statement_timeout_ms(),
+            tx_mode: Default::default(),
             sslmode: None,
             sslrootcert: None,
             admin_cidr_blocks: Vec::new(),

@@ -211,6 +211,7 @@ mod tests {
             latest: Some(3),
             migrations_applied: targets.iter().map(|t| t.applied.len()).sum(),
             targets_migrated: 0,
+            tx_mode: crate::db::TxMode::Target,
             targets,
             elapsed_ms: 1_500,
         }

@@ -610,3 +610,225 @@ async fn an_unreachable_admin_database_and_a_missing_credential_are_one_clear_er
         "{err}"
     );
 }
+
+/// The index's validity, or None when it does not exist.
+async fn index_valid(w: &DbWorkDir, qualified: &str) -> Option<bool> {
+    w.admin()
+        .await
+        .query_opt(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            &[&qualified],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_build_that_fails_halfway_is_rebuilt_by_the_rerun() {
+    let w = DbWorkDir::empty("mig_cic_fail").await;
+    w.write_migration("0001_accounts.sql", ACCOUNTS);
+    w.provision("cf-1", Tier::Growth).await;
+    w.provision("cf-2", Tier::Growth).await;
+    // Two accounts with one name in cf-1: the unique build fails there, after the first
+    // statement succeeded.
+    w.admin()
+        .await
+        .batch_execute(
+            "INSERT INTO \"tenant_cf-1\".accounts (tenant_id, email, name) VALUES
+                 ('cf-1', 'a@example.com', 'Ann'), ('cf-1', 'b@example.com', 'Ann')",
+        )
+        .await
+        .unwrap();
+    w.write_migration(
+        "0002_indexes.sql",
+        "-- tenantctl:no-transaction
+CREATE INDEX CONCURRENTLY accounts_created_idx ON accounts (tenant_id, created_at);
+CREATE UNIQUE INDEX CONCURRENTLY accounts_name_key ON accounts (tenant_id, name);
+",
+    );
+    let args = ["db", "migrate", "--parallelism", "1", "--output", "json"];
+    let out = w.tenantctl(&args);
+    assert_code(&args, &out, 1);
+    let report = json(&args, &out);
+    let t1 = &report["targets"][0];
+    assert_eq!(t1["outcome"], "failed", "{t1}");
+    assert_eq!(t1["failed_migration"], "0002_indexes.sql");
+    let e = t1["error"].as_str().unwrap();
+    assert!(
+        e.contains("`0002_indexes.sql` line 3")
+            && e.contains("could not create unique index")
+            && e.contains("the 1 statement(s) before line 3 stay done"),
+        "{e}"
+    );
+    assert_eq!(report["targets"][1]["outcome"], "migrated");
+    // What the failed build left: the first index valid, the second invalid, no ledger row.
+    assert_eq!(
+        index_valid(&w, "\"tenant_cf-1\".accounts_created_idx").await,
+        Some(true)
+    );
+    assert_eq!(
+        index_valid(&w, "\"tenant_cf-1\".accounts_name_key").await,
+        Some(false)
+    );
+    let l = ledgers(&w, &["tenant_cf-1", "tenant_cf-2"]).await;
+    assert_eq!(l["tenant_cf-1"], vec![1]);
+    assert_eq!(l["tenant_cf-2"], vec![1, 2]);
+
+    // Fix the data; the rerun skips the valid index, drops and rebuilds the invalid one,
+    // and records the migration once.
+    w.admin()
+        .await
+        .batch_execute("DELETE FROM \"tenant_cf-1\".accounts WHERE email = 'b@example.com'")
+        .await
+        .unwrap();
+    let out = w.tenantctl(&args);
+    assert_code(&args, &out, 0);
+    let report = json(&args, &out);
+    assert_eq!(report["targets"][0]["outcome"], "migrated");
+    assert_eq!(report["targets"][0]["applied"][0]["version"], 2);
+    assert_eq!(report["targets"][1]["outcome"], "up_to_date");
+    for idx in ["accounts_created_idx", "accounts_name_key"] {
+        assert_eq!(
+            index_valid(&w, &format!("\"tenant_cf-1\".{idx}")).await,
+            Some(true),
+            "{idx}"
+        );
+    }
+    let rows: i64 = w
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM \"tenant_cf-1\".schema_migrations WHERE version = 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // Nothing left behind: one index per name, and the session settings of the pooled
+    // connection were reset (the tenant's CHECK and grants came from the post step).
+    let n: i64 = w
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = '\"tenant_cf-1\"'::regnamespace AND relkind = 'i' AND relname LIKE 'accounts_name_key%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_mode_rolls_a_failing_target_back_to_its_previous_version() {
+    let w = DbWorkDir::empty("mig_txmode").await;
+    w.write_migration("0001_accounts.sql", ACCOUNTS);
+    let ids = ["tm-1", "tm-2", "tm-3"];
+    for id in ids {
+        w.provision(id, Tier::Growth).await;
+    }
+    let schemas: Vec<String> = ids.iter().map(|i| format!("tenant_{i}")).collect();
+    let s: Vec<&str> = schemas.iter().map(String::as_str).collect();
+    // The 2nd of 3 pending migrations fails on tm-2 only.
+    w.admin()
+        .await
+        .batch_execute("CREATE TABLE \"tenant_tm-2\".projects (tenant_id text NOT NULL)")
+        .await
+        .unwrap();
+    w.write_migration("0002_notes.sql", NOTES);
+    w.write_migration("0003_tasks_projects.sql", tasks_and_projects());
+    w.write_migration(
+        "0004_more_notes.sql",
+        "CREATE TABLE more_notes (tenant_id text NOT NULL);\n",
+    );
+    let args = [
+        "db",
+        "migrate",
+        "--tx-mode",
+        "target",
+        "--parallelism",
+        "1",
+        "--output",
+        "json",
+    ];
+    let out = w.tenantctl(&args);
+    assert_code(&args, &out, 1);
+    let report = json(&args, &out);
+    assert_eq!(report["tx_mode"], "target");
+    let t2 = &report["targets"][1];
+    assert_eq!(t2["outcome"], "failed", "{t2}");
+    assert_eq!(t2["failed_migration"], "0003_tasks_projects.sql");
+    assert_eq!(
+        (t2["from_version"].as_i64(), t2["to_version"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(t2["applied"].as_array().unwrap().len(), 0);
+    let e = t2["error"].as_str().unwrap();
+    assert!(
+        e.contains("already exists")
+            && e.contains("rolled back with `0002_notes.sql`, `0004_more_notes.sql`"),
+        "{e}"
+    );
+    for i in [0, 2] {
+        let t = &report["targets"][i];
+        assert_eq!(t["outcome"], "migrated", "{t}");
+        let durations: Vec<i64> = t["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["duration_ms"].as_i64().unwrap())
+            .collect();
+        assert_eq!(durations.len(), 3, "{t}");
+    }
+    let l = ledgers(&w, &s).await;
+    assert_eq!(l["tenant_tm-1"], vec![1, 2, 3, 4]);
+    assert_eq!(l["tenant_tm-2"], vec![1]);
+    assert_eq!(l["tenant_tm-3"], vec![1, 2, 3, 4]);
+    // Nothing of the 1st pending migration was kept on tm-2.
+    assert!(!table_exists(&w, "\"tenant_tm-2\".notes").await);
+    assert!(!table_exists(&w, "\"tenant_tm-2\".tasks").await);
+    assert!(table_exists(&w, "\"tenant_tm-3\".more_notes").await);
+    // The post-migration step ran for the whole transaction: the CHECK is on every table.
+    let checks: i64 = w
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_constraint WHERE connamespace = '\"tenant_tm-1\"'::regnamespace AND conname = 'tenantctl_tenant_id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checks, 5);
+
+    // Per migration, the same failure keeps the migration before it.
+    let args = [
+        "db",
+        "migrate",
+        "--tx-mode",
+        "migration",
+        "--output",
+        "json",
+    ];
+    let out = w.tenantctl(&args);
+    assert_code(&args, &out, 1);
+    let report = json(&args, &out);
+    assert_eq!(report["tx_mode"], "migration");
+    assert_eq!(ledgers(&w, &s).await["tenant_tm-2"], vec![1, 2]);
+    assert!(table_exists(&w, "\"tenant_tm-2\".notes").await);
+
+    // `[database] tx_mode` sets the default.
+    let cfg = w.path().join("tenantctl.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[database]\n", "[database]\ntx_mode = \"migration\"\n"),
+    )
+    .unwrap();
+    let args = ["db", "migrate", "--output", "json"];
+    let out = w.tenantctl(&args);
+    assert_code(&args, &out, 1);
+    assert_eq!(json(&args, &out)["tx_mode"], "migration");
+}

@@ -7,6 +7,7 @@ mod db_hijack;
 mod db_isolation;
 mod db_migrate;
 mod db_pool_rules;
+mod db_rollback;
 mod db_status;
 mod db_tls;
 mod fleet;

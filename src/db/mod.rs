@@ -42,7 +42,9 @@ use crate::workspace::{TenantSpec, Workspace};
 
 pub use connect::Endpoint;
 pub use migrate::{
-    LockHeld, MigrateOptions, MigrateReport, TargetOutcome, TargetReport, TargetState, TargetStatus,
+    LockHeld, MigrateOptions, MigrateReport, RollbackOptions, RollbackOutcome, RollbackPlan,
+    RollbackReport, RollbackTarget, RolledBack, TargetOutcome, TargetReport, TargetState,
+    TargetStatus, TxMode,
 };
 pub use migrations::{Migration, MigrationSet};
 pub use tls::{SslMode, TlsSettings};

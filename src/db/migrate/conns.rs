@@ -45,7 +45,8 @@ impl managed::Manager for SharedDb {
         _: &Metrics,
     ) -> RecycleResult<tokio_postgres::Error> {
         // Every migration's transaction ends in COMMIT or ROLLBACK before the connection
-        // is returned, so a live session is clean; a dead one is replaced.
+        // is returned, and one that ran a no-transaction migration is discarded instead
+        // (`Conn::discard`), so a live session is clean; a dead one is replaced.
         if client.is_closed() {
             return Err(RecycleError::message("the connection was closed"));
         }
@@ -70,6 +71,18 @@ pub(super) struct Connections {
 pub(super) enum Conn {
     Pooled(managed::Object<SharedDb>),
     Own(Client),
+}
+
+impl Conn {
+    /// Closes the connection instead of giving it back to the pool: its session ran
+    /// statements of a no-transaction migration, whose session-level effects (a `SET`)
+    /// must not follow the connection to another target.
+    pub fn discard(self) {
+        match self {
+            Conn::Pooled(c) => drop(managed::Object::take(c)),
+            Conn::Own(c) => drop(c),
+        }
+    }
 }
 
 impl Deref for Conn {

@@ -1,9 +1,9 @@
 //! What tenantctl keeps in the shared database besides the tenants' data: the fleet lock
 //! and the control table.
 //!
-//! The fleet lock is a session-level advisory lock. `db migrate` takes it exclusively on
-//! its control connection and keeps that connection open, outside the worker pool, until
-//! the run ends; provisioning takes it in shared mode, so it never applies migrations
+//! The fleet lock is a session-level advisory lock. `db migrate` and `db rollback` take
+//! it exclusively on their control connection and keep that connection open, outside
+//! the worker pool, until the run ends; provisioning takes it in shared mode, so it never applies migrations
 //! while a run does, and several tenants can be provisioned at once. When the lock is
 //! held, the error names the session holding it (from `pg_stat_activity`).
 //!
@@ -27,7 +27,7 @@ use crate::tenant::Tier;
 /// Another run holds the fleet lock.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "another `tenantctl db migrate` run holds the migration lock on {database}{holder}\nhint: wait for it to finish, or pass `--lock-timeout SECONDS` to wait for it"
+    "another `tenantctl db migrate` or `db rollback` run holds the migration lock on {database}{holder}\nhint: wait for it to finish, or pass `--lock-timeout SECONDS` to wait for it"
 )]
 pub struct LockHeld {
     pub database: String,

@@ -1,5 +1,6 @@
 //! The migration runner: plan every target with a few queries, then apply what each one
-//! lacks, one transaction per migration, failures isolated per target.
+//! lacks, one transaction per target (or per migration), failures isolated per target;
+//! and its reverse, `db rollback`, which runs down files newest first.
 //!
 //! Planning is what makes a no-op run over hundreds of tenants fast. All pool and bridge
 //! targets live in the shared database, so one query finds which schemas exist and have a
@@ -8,15 +9,17 @@
 //! every ledger has been checked against the files: an applied migration whose file
 //! changed (checksum mismatch) or disappeared stops the run before any work starts.
 //!
-//! Applying: each pending migration gets its own transaction, opened with
-//! `lock_timeout`, `statement_timeout`, `search_path` = the target's schema and a
-//! per-target advisory lock, then the file, then the tier's post-migration step (pool:
-//! RLS + policies on new tables; bridge/silo: the `tenant_id` check and grants), then the
-//! ledger row, then COMMIT, all in one round trip. A failure rolls that transaction back,
-//! stops that target, and the run goes on with the others (or stops starting new ones
-//! with `fail_fast`). A run holds an exclusive session-level advisory lock in the shared
-//! database for its whole duration, so two runs never apply concurrently; provisioning a
-//! single tenant takes the same lock in shared mode.
+//! Applying ([`TxMode`]): by default a target's pending migrations share one transaction,
+//! opened with `lock_timeout`, `statement_timeout`, `search_path` = the target's schema
+//! and a per-target advisory lock, then the files, then the tier's post-migration step
+//! once (pool: RLS + policies on new tables; bridge/silo: the `tenant_id` check and
+//! grants), the ledger rows and COMMIT, all in one round trip; `--tx-mode migration`
+//! gives each migration that transaction instead. A no-transaction file runs statement
+//! by statement between them. A failure rolls its transaction back, stops that target,
+//! and the run goes on with the others (or stops starting new ones with `fail_fast`). A
+//! run holds an exclusive session-level advisory lock in the shared database for its
+//! whole duration, so two runs (migrate or rollback) never work concurrently;
+//! provisioning a single tenant takes the same lock in shared mode.
 //!
 //! Connections: a run never holds more than `[database] connection_budget`. The control
 //! connection, which holds the lock, is one of them; the others are worker slots, each
@@ -30,13 +33,15 @@
 //!   is pending;
 //! - [`conns`]: the connection budget, the pool of shared-database connections, and the
 //!   one function that gives a target its connection;
-//! - [`runner`]: applying a target's pending migrations, and the worker loop.
+//! - [`runner`]: applying a target's pending migrations, and the worker loop;
+//! - [`rollback`]: what `db rollback` undoes per target, and undoing it.
 //!
 //! This file holds the options, the report types and the entry points.
 
 mod conns;
 mod control;
 mod plan;
+mod rollback;
 mod runner;
 
 use std::collections::HashSet;
@@ -53,6 +58,9 @@ use crate::tenant::{Isolation, Tier};
 
 pub use control::LockHeld;
 pub(crate) use control::{ensure_control, lock_run, record_status, setup_tx, unlock_run};
+pub use rollback::{
+    RollbackOptions, RollbackOutcome, RollbackPlan, RollbackReport, RollbackTarget, RolledBack,
+};
 
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
@@ -63,6 +71,7 @@ pub struct MigrateOptions {
     /// How long to wait for another run's lock; zero fails at once.
     pub lock_wait: Duration,
     pub interrupt: Interrupt,
+    pub tx_mode: TxMode,
 }
 
 impl Default for MigrateOptions {
@@ -72,6 +81,37 @@ impl Default for MigrateOptions {
             parallelism: 1,
             lock_wait: Duration::ZERO,
             interrupt: Interrupt::never(),
+            tx_mode: TxMode::default(),
+        }
+    }
+}
+
+/// How many transactions `db migrate` uses per target.
+///
+/// `target` (the default): a target's pending migrations run in one transaction, with
+/// their ledger rows and the tier's post-migration step run once, so a target is either
+/// at its old version or at the new one, never in between, and a run costs one COMMIT
+/// per target instead of one per migration (`cargo bench --bench migrate`: see the
+/// README). `migration`: one transaction per migration, so a failure keeps the ones
+/// before it, for long chains of independent migrations where partial progress is
+/// worth keeping. A no-transaction migration always runs on its own.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TxMode {
+    /// One transaction per migration.
+    Migration,
+    /// One transaction per target for all its pending migrations.
+    #[default]
+    Target,
+}
+
+impl TxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxMode::Migration => "migration",
+            TxMode::Target => "target",
         }
     }
 }
@@ -140,6 +180,7 @@ pub struct TargetReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateReport {
     pub latest: Option<i32>,
+    pub tx_mode: TxMode,
     /// Migrations this run applied, over all targets, whatever each target's outcome.
     pub migrations_applied: usize,
     /// Targets this run applied at least one migration to.
@@ -149,9 +190,15 @@ pub struct MigrateReport {
 }
 
 impl MigrateReport {
-    fn new(latest: Option<i32>, targets: Vec<TargetReport>, elapsed: Duration) -> MigrateReport {
+    fn new(
+        latest: Option<i32>,
+        tx_mode: TxMode,
+        targets: Vec<TargetReport>,
+        elapsed: Duration,
+    ) -> MigrateReport {
         MigrateReport {
             latest,
+            tx_mode,
             migrations_applied: targets.iter().map(|t| t.applied.len()).sum(),
             targets_migrated: targets.iter().filter(|t| !t.applied.is_empty()).count(),
             targets,
@@ -236,11 +283,12 @@ impl TargetStatus {
 }
 
 impl Database {
-    fn timeouts(&self) -> (u64, u64) {
-        (
-            self.settings.lock_timeout_ms,
-            self.settings.statement_timeout_ms,
-        )
+    fn apply_settings(&self, tx_mode: TxMode) -> runner::Apply {
+        runner::Apply {
+            lock_timeout_ms: self.settings.lock_timeout_ms,
+            statement_timeout_ms: self.settings.statement_timeout_ms,
+            tx_mode,
+        }
     }
 
     /// Applies every pending migration to every target. `on_done` is called as each
@@ -273,7 +321,7 @@ impl Database {
         ensure_control(&control).await?;
         lock_run(&control, true, opts.lock_wait, &self.admin.label()).await?;
         let probes = plan::probe_all(&control, &targets, workers, purpose).await?;
-        plan::check_ledgers(set, &targets, &probes)?;
+        plan::check_ledgers(set, &targets, &probes, "applied")?;
         let had_errors = control::targets_with_errors(&control).await?;
 
         let planned: Vec<TargetReport> = targets
@@ -291,7 +339,7 @@ impl Database {
             set,
             opts,
             on_done,
-            timeouts: self.timeouts(),
+            apply: self.apply_settings(opts.tx_mode),
             conns: &conns,
             workers,
         };
@@ -311,8 +359,24 @@ impl Database {
                 _ => None,
             })
             .collect();
-        // The targets are done either way: failing to record is a warning, not an error
-        // that would hide the report.
+        self.end_run(control, &rows, purpose).await;
+        Ok(MigrateReport::new(
+            set.latest().map(|m| m.version),
+            opts.tx_mode,
+            reports,
+            started.elapsed(),
+        ))
+    }
+
+    /// Ends a run (migrate or rollback): records each target's last error (`rows`: set,
+    /// or cleared with `None`) and releases the fleet lock. The targets are done either
+    /// way: failing to record is a warning, not an error that would hide the report.
+    async fn end_run(
+        &self,
+        control: Client,
+        rows: &[(String, Tier, Option<String>)],
+        purpose: &str,
+    ) {
         let recorder = if control.is_closed() {
             self.admin.connect(purpose).await
         } else {
@@ -320,18 +384,13 @@ impl Database {
         };
         match recorder {
             Ok(c) => {
-                if let Err(e) = record_status(&c, &rows).await {
+                if let Err(e) = record_status(&c, rows).await {
                     tracing::warn!("{e:#}");
                 }
                 unlock_run(&c, true).await;
             }
-            Err(e) => tracing::warn!("cannot record the migration results: {e:#}"),
+            Err(e) => tracing::warn!("cannot record the results: {e:#}"),
         }
-        Ok(MigrateReport::new(
-            set.latest().map(|m| m.version),
-            reports,
-            started.elapsed(),
-        ))
     }
 
     /// Per target: version, pending count, state and last error. Read-only: takes no lock
@@ -387,6 +446,7 @@ impl Database {
             set,
             std::slice::from_ref(target),
             std::slice::from_ref(&probe),
+            "applied",
         )?;
         let (has_ledger, todo) = probe.work(set);
         let run = runner::apply_target(
@@ -394,7 +454,7 @@ impl Database {
             target,
             &todo,
             has_ledger,
-            self.timeouts(),
+            self.apply_settings(self.settings.tx_mode),
             &Interrupt::never(),
         )
         .await;

@@ -114,11 +114,13 @@ pub(super) fn mismatches(
     out
 }
 
-/// Refuses the run if any target's ledger disagrees with the files.
+/// Refuses the run if any target's ledger disagrees with the files; `done` says what
+/// was therefore not done ("applied", "rolled back").
 pub(super) fn check_ledgers(
     set: &MigrationSet,
     targets: &[Target],
     probes: &[Probe],
+    done: &str,
 ) -> Result<()> {
     let mut edited: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -132,31 +134,34 @@ pub(super) fn check_ledgers(
             }
         }
     }
-    let list = |names: &Vec<String>| {
-        let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-        let more = names.len().saturating_sub(5);
-        let mut s = shown.join(", ");
-        if more > 0 {
-            s.push_str(&format!(" and {more} more"));
-        }
-        s
-    };
+    let list = |names: &Vec<String>| list_targets(names);
     if let Some((file, names)) = edited.iter().next() {
         bail!(
-            "migration `{file}` was edited after it was applied: its checksum differs from the one recorded on {} target(s) ({}); nothing was applied\nhint: restore the applied file and put the change in a new migration",
+            "migration `{file}` was edited after it was applied: its checksum differs from the one recorded on {} target(s) ({}); nothing was {done}\nhint: restore the applied file and put the change in a new migration",
             names.len(),
             list(names)
         );
     }
     if let Some((file, names)) = unknown.iter().next() {
         bail!(
-            "migration `{file}` is applied on {} target(s) ({}) but is not in `{}`; nothing was applied\nhint: migration files are append-only: restore it",
+            "migration `{file}` is applied on {} target(s) ({}) but is not in `{}`; nothing was {done}\nhint: migration files are append-only: restore it",
             names.len(),
             list(names),
             set.dir.display()
         );
     }
     Ok(())
+}
+
+/// "a, b, c, d, e and 3 more".
+pub(super) fn list_targets(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = names.len().saturating_sub(5);
+    let mut s = shown.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
 }
 
 /// Which of `schemas` exist in the database `client` is connected to, and their ledgers.
