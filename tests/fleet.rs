@@ -304,9 +304,10 @@ fn same_tenant_from_two_machines_waits_or_fails_clearly() {
         "{}",
         String::from_utf8_lossy(&oa.stderr)
     );
-    // With --lock-timeout the second run waits for the first and then succeeds.
+    // With --lock-timeout the second run waits for the first and then succeeds. Both
+    // runs wait: under load either may reach the lock first.
     let pa = a
-        .command(&["apply", &id, "--refresh"])
+        .command(&["apply", &id, "--refresh", "--lock-timeout", "120"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
