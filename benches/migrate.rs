@@ -1,14 +1,21 @@
-//! `cargo bench --bench migrate`: 500 bridge schemas × 5 migrations, tenantctl against a
-//! sequential psql loop, and a no-op rerun, side by side in one run.
+//! `cargo bench --bench migrate`: 500 bridge schemas × 5 migrations, side by side in one
+//! run: a sequential psql loop, tenantctl with one transaction per migration and with
+//! one per target (each sequential and with 8 at once), and no-op reruns.
 //!
 //! Not a timed test: it prints wall-clock figures for the README. It starts its own
 //! PostgreSQL (initdb + pg_ctl, default durability: fsync on) and stops it at the end.
-//! `BENCH_TENANTS=50 cargo bench --bench migrate` runs a smaller fleet.
+//! `BENCH_TENANTS=50 cargo bench --bench migrate` runs a smaller fleet. Between runs the
+//! migrations' tables are dropped, the ledgers emptied, the catalogs vacuumed and a
+//! checkpoint taken, so no run pays for the one before it.
+//!
+//! `BENCH_BASELINE_BIN=/path/to/tenantctl` adds the same runs with another build (say,
+//! the previous release) to the table, for before/after figures taken under the same
+//! load.
 //!
 //! The psql loop is the script an operator would write without tenantctl: one psql per
 //! schema, the five files in one transaction (`--single-transaction`), `search_path` set
-//! to the schema. It records no ledger, runs no per-tier step and is not per-migration
-//! atomic, so it does strictly less work than tenantctl.
+//! to the schema. It records no ledger, runs no per-tier step and takes no lock, so it
+//! does strictly less work than tenantctl.
 
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
@@ -80,6 +87,21 @@ fn time_tenantctl(w: &DbWorkDir, args: &[&str]) -> Duration {
     took
 }
 
+/// Like [`time_tenantctl`] with another build of tenantctl (`BENCH_BASELINE_BIN`).
+fn time_binary(w: &DbWorkDir, bin: &str, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(w.path())
+        .env("TENANTCTL_DATABASE_URL", w.admin_url())
+        .env("CI", "1")
+        .output()
+        .expect("run the baseline tenantctl");
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", postgres::show(args, &out));
+    took
+}
+
 /// Runs a bash loop over the schemas; `body` uses `$s`.
 fn time_psql_loop(w: &DbWorkDir, schemas_file: &std::path::Path, body: &str) -> Duration {
     let script = format!(
@@ -107,7 +129,8 @@ fn time_psql_loop(w: &DbWorkDir, schemas_file: &std::path::Path, body: &str) -> 
     took
 }
 
-/// Drops what the migrations created and empties the ledgers.
+/// Drops what the migrations created, empties the ledgers, vacuums the catalogs the drops
+/// bloated and takes a checkpoint, so the next run starts from the same state.
 async fn reset(w: &DbWorkDir, schemas: &[String]) {
     let admin = w.admin().await;
     for chunk in schemas.chunks(100) {
@@ -121,6 +144,10 @@ async fn reset(w: &DbWorkDir, schemas: &[String]) {
             .collect();
         admin.batch_execute(&sql).await.unwrap();
     }
+    // One statement per call: several in one query string would be one transaction,
+    // which VACUUM refuses.
+    admin.batch_execute("VACUUM").await.unwrap();
+    admin.batch_execute("CHECKPOINT").await.unwrap();
 }
 
 async fn count_tables(w: &DbWorkDir) -> i64 {
@@ -180,30 +207,12 @@ fn main() {
             w.write_migration(file, sql);
         }
 
-        eprintln!("tenantctl db migrate --parallelism 1 ...");
-        let t_seq = time_tenantctl(&w, &["db", "migrate", "--parallelism", "1", "-q"]);
-        assert_eq!(count_tables(&w).await, n as i64);
-        eprintln!("no-op rerun ...");
-        let t_noop = time_tenantctl(&w, &["db", "migrate", "-q"]);
-        let t_noop_seq = time_tenantctl(&w, &["db", "migrate", "--parallelism", "1", "-q"]);
-        eprintln!("no-op psql loop ...");
-        let t_psql_noop = time_psql_loop(
-            &w,
-            &schemas_file,
-            r#"psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM \"$s\".schema_migrations" > /dev/null"#,
-        );
-
-        reset(&w, &schemas).await;
-        eprintln!("tenantctl db migrate --parallelism 8 ...");
-        let t_par = time_tenantctl(&w, &["db", "migrate", "--parallelism", "8", "-q"]);
-        assert_eq!(count_tables(&w).await, n as i64);
-
-        reset(&w, &schemas).await;
-        eprintln!("psql loop ...");
         let files: String = MIGRATIONS
             .iter()
             .map(|(f, _)| format!(" -f {f}"))
             .collect();
+        reset(&w, &schemas).await;
+        eprintln!("psql loop ...");
         let t_psql = time_psql_loop(
             &w,
             &schemas_file,
@@ -213,7 +222,50 @@ fn main() {
         );
         assert_eq!(count_tables(&w).await, n as i64);
 
+        // Another build to compare with (e.g. the previous release), run the same way.
+        let mut baseline = Vec::new();
+        if let Ok(bin) = std::env::var("BENCH_BASELINE_BIN") {
+            for parallelism in ["1", "8"] {
+                reset(&w, &schemas).await;
+                eprintln!("baseline {bin} db migrate --parallelism {parallelism} ...");
+                let args = ["db", "migrate", "--parallelism", parallelism, "-q"];
+                let took = time_binary(&w, &bin, &args);
+                assert_eq!(count_tables(&w).await, n as i64);
+                baseline.push((parallelism, took));
+            }
+        }
+
+        let mut runs = Vec::new();
+        for mode in ["migration", "target"] {
+            for parallelism in ["1", "8"] {
+                reset(&w, &schemas).await;
+                eprintln!("tenantctl db migrate --tx-mode {mode} --parallelism {parallelism} ...");
+                let args = [
+                    "db",
+                    "migrate",
+                    "--tx-mode",
+                    mode,
+                    "--parallelism",
+                    parallelism,
+                    "-q",
+                ];
+                let took = time_tenantctl(&w, &args);
+                assert_eq!(count_tables(&w).await, n as i64);
+                runs.push((mode, parallelism, took));
+            }
+        }
+
+        eprintln!("no-op reruns ...");
+        let t_noop = time_tenantctl(&w, &["db", "migrate", "-q"]);
+        let t_noop_seq = time_tenantctl(&w, &["db", "migrate", "--parallelism", "1", "-q"]);
+        let t_psql_noop = time_psql_loop(
+            &w,
+            &schemas_file,
+            r#"psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM \"$s\".schema_migrations" > /dev/null"#,
+        );
+
         let migrations = n * MIGRATIONS.len();
+        let vs = |d: Duration| format!("{:.1}x", t_psql.as_secs_f64() / d.as_secs_f64());
         println!();
         println!(
             "{n} bridge schemas x {} migrations = {migrations} migrations; {version}, fsync on, {cores} cores",
@@ -221,36 +273,47 @@ fn main() {
         );
         println!("(provisioning {n} tenants beforehand: {})", secs(provision_time));
         println!();
-        println!("{:<62} {:>10}", "apply", "wall time");
+        println!("{:<66} {:>10} {:>9}", "apply", "wall time", "vs psql");
         println!(
-            "{:<62} {:>10}",
-            "tenantctl db migrate --parallelism 1 (1 txn per migration)",
-            secs(t_seq)
-        );
-        println!(
-            "{:<62} {:>10}",
-            "tenantctl db migrate --parallelism 8 (budget 10 connections)",
-            secs(t_par)
-        );
-        println!(
-            "{:<62} {:>10}",
+            "{:<66} {:>10} {:>9}",
             "psql loop, 1 psql per schema, 5 files in 1 txn, no ledger",
-            secs(t_psql)
+            secs(t_psql),
+            "1.0x"
         );
+        for (parallelism, took) in &baseline {
+            println!(
+                "{:<66} {:>10} {:>9}",
+                format!("baseline build (BENCH_BASELINE_BIN) --parallelism {parallelism}"),
+                secs(*took),
+                vs(*took)
+            );
+        }
+        for (mode, parallelism, took) in &runs {
+            let what = match *mode {
+                "migration" => "1 txn per migration",
+                _ => "1 txn per target",
+            };
+            println!(
+                "{:<66} {:>10} {:>9}",
+                format!("tenantctl db migrate --tx-mode {mode} --parallelism {parallelism} ({what})"),
+                secs(*took),
+                vs(*took)
+            );
+        }
         println!();
-        println!("{:<62} {:>10}", "no-op rerun (nothing pending)", "wall time");
+        println!("{:<66} {:>10}", "no-op rerun (nothing pending)", "wall time");
         println!(
-            "{:<62} {:>10}",
+            "{:<66} {:>10}",
             format!("tenantctl db migrate (--parallelism {cores})"),
             secs(t_noop)
         );
         println!(
-            "{:<62} {:>10}",
+            "{:<66} {:>10}",
             "tenantctl db migrate --parallelism 1",
             secs(t_noop_seq)
         );
         println!(
-            "{:<62} {:>10}",
+            "{:<66} {:>10}",
             "psql loop reading each schema's ledger (1 psql per schema)",
             secs(t_psql_noop)
         );

@@ -368,3 +368,64 @@ async fn a_concurrent_index_is_built_and_dropped_outside_a_transaction_on_every_
         );
     }
 }
+
+/// Runs tenantctl under a pseudo-terminal (`script`), typing `input`.
+fn tenantctl_on_a_terminal(w: &DbWorkDir, args: &str, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args}", env!("CARGO_BIN_EXE_tenantctl")),
+        ])
+        .arg("/dev/null")
+        .current_dir(w.path())
+        .env("TENANTCTL_DATABASE_URL", w.admin_url())
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run `script`");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_asks_for_yes_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is needed for a pseudo-terminal");
+        return;
+    }
+    let w = DbWorkDir::empty("rb_confirm").await;
+    w.write_migration("0001_accounts.sql", ACCOUNTS);
+    w.write_migration("0002_notes.sql", NOTES);
+    w.write_migration("0002_notes.down.sql", "DROP TABLE notes;\n");
+    w.provision("cy-g", Tier::Growth).await;
+    let out = tenantctl_on_a_terminal(&w, "db rollback cy-g --to 1", "no\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("This runs 1 down migration(s) on 1 target(s)")
+            && text.contains("cy-g (growth): 0002_notes.down.sql")
+            && text.contains("confirmation was not `yes`: nothing was rolled back"),
+        "{text}"
+    );
+    assert_eq!(state(&w, &["cy-g"]).await["cy-g"].0, vec![1, 2]);
+    let out = tenantctl_on_a_terminal(&w, "db rollback cy-g --to 1", "yes\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        state(&w, &["cy-g"]).await["cy-g"],
+        (vec![1], vec!["accounts".to_string()])
+    );
+}

@@ -19,7 +19,7 @@ use crate::db::{
 use crate::exit::{ERROR, Interrupted, Outcome};
 use crate::isolation;
 use crate::output::{Align, Progress, Report, Table};
-use crate::tenant::TenantId;
+use crate::tenant::{TenantId, Tier};
 use crate::workspace::TenantSpec;
 use anyhow::{Context, Result, bail};
 
@@ -265,10 +265,11 @@ fn confirm_rollback(plan: &RollbackPlan) -> Result<()> {
         plan.targets.len()
     )?;
     for (name, tier, files) in &plan.targets {
-        let who = if isolation::of(*tier).dedicated() || name != "pool" {
-            tier.to_string()
-        } else {
+        // The pool target is the only one without a tenant of its own.
+        let who = if *tier == Tier::Starter {
             "shared by every starter tenant".to_string()
+        } else {
+            tier.to_string()
         };
         writeln!(err, "  {name} ({who}): {}", files.join(", "))?;
     }
