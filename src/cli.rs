@@ -68,6 +68,9 @@ pub enum Command {
     List,
     /// Guarded offboarding: destroy the tenant's resources, then drop its file.
     Remove(RemoveArgs),
+    /// Change a tenant's tier, moving its data across isolation models (verified,
+    /// resumable); finish a move or roll it back.
+    Move(MoveArgs),
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -174,6 +177,31 @@ pub struct ApplyArgs {
 pub struct RemoveArgs {
     #[arg(allow_hyphen_values = true)]
     pub id: String,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+    /// The tier to move to: edits `tenants/<id>.toml` and applies the tenant.
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with_all = ["finish", "rollback"],
+        required_unless_present_any = ["finish", "rollback"]
+    )]
+    pub tier: Option<Tier>,
+    /// Delete the source a finished cut-over retained, without waiting for
+    /// `[moves] retain_days`.
+    #[arg(long, conflicts_with = "rollback")]
+    pub finish: bool,
+    /// Move the tenant back to the tier it came from, with the rows written since the
+    /// cut-over; before the cut-over, undo the move.
+    #[arg(long)]
+    pub rollback: bool,
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,

@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub moves: MovesConfig,
+    #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
     #[serde(default)]
@@ -202,6 +204,31 @@ fn default_lock_timeout_ms() -> u64 {
 fn default_statement_timeout_ms() -> u64 {
     300_000
 }
+
+/// Tier changes that cross isolation models (see `src/moves/`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MovesConfig {
+    /// Days a moved tenant's source data is kept, hidden, before `apply` deletes it
+    /// (`tenantctl move <id> --finish` deletes it sooner). 0: at the end of the move.
+    #[serde(default = "default_retain_days")]
+    pub retain_days: u32,
+}
+
+impl Default for MovesConfig {
+    fn default() -> Self {
+        MovesConfig {
+            retain_days: default_retain_days(),
+        }
+    }
+}
+
+fn default_retain_days() -> u32 {
+    7
+}
+
+/// The longest retention: a retained silo source keeps paying for its RDS instance.
+pub const MAX_RETAIN_DAYS: u32 = 365;
 
 /// CloudWatch metrics of `db migrate` runs (see `src/metrics.rs`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -413,6 +440,12 @@ impl Config {
                 bail!("[database] {field}: `{d}` appears twice");
             }
         }
+        if self.moves.retain_days > MAX_RETAIN_DAYS {
+            bail!(
+                "[moves] retain_days = {} is too long: it must be between 0 and {MAX_RETAIN_DAYS} days (a retained source keeps its resources, a dedicated database included)",
+                self.moves.retain_days
+            );
+        }
         if let Some(ns) = &self.metrics.namespace {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
@@ -490,6 +523,11 @@ connection_budget = 10
 # CloudWatch metrics of every `db migrate` run (on by default when an AWS region is set).
 # enabled = true
 # namespace = "Tenantctl/Migrations"
+
+[moves]
+# A tier change that crosses isolation models moves the tenant's data; the source is
+# kept, hidden from the tenant, this many days (`tenantctl move <id> --finish` sooner).
+retain_days = 7
 
 [state]
 backend = "local"

@@ -27,10 +27,12 @@ pub const INTERRUPTED: u8 = 130;
 #[error("interrupted")]
 pub struct Interrupted;
 
-/// Whether the error is "another run holds the lock" (Terraform state or migrations).
+/// Whether the error is "another run holds the lock" (Terraform state, migrations or a
+/// tenant's move).
 pub fn is_lock_held(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<crate::db::LockHeld>()
+            || e.is::<crate::moves::lock::MoveLockHeld>()
             || matches!(
                 e.downcast_ref::<crate::terraform::TerraformError>(),
                 Some(crate::terraform::TerraformError::Locked { .. })

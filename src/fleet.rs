@@ -18,6 +18,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
+use crate::moves::report::MoveReport;
 use crate::output::{Align, Progress, Report, Table};
 use crate::tenant::{TenantId, Tier};
 use crate::terraform::{ChangeSummary, humanize};
@@ -148,6 +149,9 @@ pub struct TenantSummary {
     /// The failure was a lock held by another run (retryable, exit 4).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub locked: bool,
+    /// A tier change that moved (or, in a plan, will move) the tenant's data.
+    #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
+    pub moved: Option<MoveReport>,
 }
 
 /// What a step returns for a tenant that did not fail.
@@ -155,6 +159,7 @@ pub struct StepOutcome {
     pub status: Status,
     pub changes: Option<ChangeSummary>,
     pub detail: Option<String>,
+    pub moved: Option<MoveReport>,
 }
 
 /// Runs `step` for each tenant with at most `ctx.parallelism` in flight. A failing
@@ -195,6 +200,7 @@ where
                         detail: Some(why.into()),
                         error: None,
                         locked: false,
+                        moved: None,
                     };
                 }
                 let bar = progress.item(spec.id.as_str());
@@ -217,6 +223,7 @@ where
                             detail: o.detail,
                             error: None,
                             locked: false,
+                            moved: o.moved,
                         }
                     }
                     Err(e) => {
@@ -231,6 +238,7 @@ where
                             detail: None,
                             error: Some(format!("{e:#}")),
                             locked: crate::exit::is_lock_held(&e),
+                            moved: None,
                         }
                     }
                 };

@@ -13,6 +13,8 @@ use crate::config::PlatformValues;
 use crate::context::Ctx;
 use crate::db::{Database, DbSecret};
 use crate::fleet::{Status, StepOutcome};
+use crate::moves::flow::{self, Decision, MoveOptions};
+use crate::moves::report::MoveReport;
 use crate::records::{ApplyRecord, RecordStore, VerifyRecord};
 use crate::render::{self, RenderOptions, RenderedRoot};
 use crate::report::{self, Check, CheckStatus, Verdict};
@@ -87,6 +89,20 @@ impl Services {
         render::render_root(&self.ctx.ws, &self.platform, spec, opts)
     }
 
+    /// How the tenant is rendered now: its file's tier, or, during a move, what the
+    /// move journal says (the source's tier until the cut-over, a dedicated database
+    /// kept beside the other side).
+    pub async fn render_options(&self, spec: &TenantSpec) -> Result<(TenantSpec, RenderOptions)> {
+        let rec = self.records.get(&spec.id).await?;
+        Ok(flow::render_options(&rec, spec))
+    }
+
+    /// Renders the tenant's root as it stands now (see [`render_options`](Self::render_options)).
+    pub async fn render_current(&self, spec: &TenantSpec) -> Result<RenderedRoot> {
+        let (spec, opts) = self.render_options(spec).await?;
+        self.render(&spec, opts)
+    }
+
     /// Renders the tenant's root and writes it, ready for Terraform.
     pub fn render_and_write(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<RenderedRoot> {
         let root = self.render(spec, opts)?;
@@ -144,17 +160,25 @@ pub async fn is_changed(
     Ok(why.is_some())
 }
 
-/// Render, plan, apply if needed, provision the database, verify, record.
-/// Returns the step outcome and the verification checks.
+/// Render, plan, apply if needed, provision the database, verify, record. A tier change
+/// that crosses isolation models is carried out as a move first (`crate::moves`), as is
+/// the rest of a move an earlier run left. Returns the step outcome and the checks.
 pub async fn apply_tenant(
     svc: &Services,
     spec: &TenantSpec,
     opts: &ApplyOptions,
     bar: ProgressBar,
 ) -> Result<(StepOutcome, Vec<Check>)> {
-    refuse_isolation_change(svc, spec).await?;
-    let rendered = svc.render(spec, opts.render)?;
-    if !opts.refresh && !is_changed(svc, spec, &rendered).await? {
+    let moved = run_move(svc, spec, opts, &bar).await?;
+    let (rspec, ropts) = svc.render_options(spec).await?;
+    let rendered = svc.render(
+        &rspec,
+        RenderOptions {
+            allow_destroy: opts.render.allow_destroy,
+            ..ropts
+        },
+    )?;
+    if moved.is_none() && !opts.refresh && !is_changed(svc, spec, &rendered).await? {
         return Ok((
             StepOutcome {
                 status: Status::Skipped,
@@ -162,33 +186,21 @@ pub async fn apply_tenant(
                 detail: Some(
                     "inputs unchanged since the last apply (--refresh plans anyway)".into(),
                 ),
+                moved: None,
             },
             Vec::new(),
         ));
     }
     rendered.write(&svc.ctx.ws)?;
-    let tf = svc.terraform(spec, "apply", bar.clone())?;
-    tf.init().await?;
-    let pending = tf
-        .plan(PlanOptions {
-            destroy: false,
-            lock_timeout: opts.lock_timeout,
-            replace: repairs(svc, spec).await?,
-        })
-        .await?;
-    let changes = if pending.is_empty() {
-        let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
-        ChangeSummary::default()
-    } else {
-        tf.apply_plan(opts.lock_timeout).await?
-    };
+    let replace = repairs(svc, spec).await?;
+    let changes = converge(svc, &rspec, &rendered, opts.lock_timeout, replace, &bar).await?;
     svc.ctx.interrupt.check()?;
     bar.set_message("database");
     // Read once: provisioning sets the role's password from it, verify logs in with it.
     let secret = match &svc.db {
         Some(db) => {
-            let secret = svc.db_secret(spec).await?;
-            db.provision(spec, &secret).await.with_context(|| {
+            let secret = svc.db_secret(&rspec).await?;
+            db.provision(&rspec, &secret).await.with_context(|| {
                 format!("cannot provision the database of tenant `{}`", spec.id)
             })?;
             Some(secret)
@@ -201,13 +213,13 @@ pub async fn apply_tenant(
                 at: Utc::now(),
                 fingerprint: rendered.fingerprint.clone(),
                 provider_lock: lock_digest(&rendered.dir),
-                tier: spec.tier.to_string(),
+                tier: rspec.tier.to_string(),
             })
         })
         .await?;
     bar.set_message("verify");
-    let checks = verify_tenant(svc, spec, Some(&rendered), secret.as_ref()).await?;
-    let status = if changes.is_empty() {
+    let checks = verify_tenant(svc, &rspec, Some(&rendered), secret.as_ref()).await?;
+    let status = if changes.is_empty() && moved.is_none() {
         Status::Unchanged
     } else {
         Status::Changed
@@ -216,10 +228,68 @@ pub async fn apply_tenant(
         StepOutcome {
             status,
             changes: Some(changes),
-            detail: None,
+            detail: moved.as_ref().map(|m| m.line()),
+            moved,
         },
         checks,
     ))
+}
+
+/// Carries out the move the tenant's record and file ask for, if any: a new tier
+/// change, the rest of an interrupted move, a rollback, or the end of a retention.
+async fn run_move(
+    svc: &Services,
+    spec: &TenantSpec,
+    opts: &ApplyOptions,
+    bar: &ProgressBar,
+) -> Result<Option<MoveReport>> {
+    let rec = svc.records.get(&spec.id).await?;
+    let decision = flow::decide(&rec, spec.tier)?;
+    if decision == Decision::None {
+        return Ok(None);
+    }
+    let mopts = MoveOptions {
+        lock_timeout: opts.lock_timeout,
+        retain_days: svc.ctx.config().moves.retain_days,
+    };
+    let mut moved = flow::run(svc, &spec.id, decision, &mopts, bar).await?;
+    // No retention (`retain_days = 0`): the same run deletes the source.
+    if !moved.aborted && !moved.finished && moved.journal.retention_over(Utc::now()) {
+        let finish = flow::Decision::Finish(moved.journal.clone());
+        let done = flow::run(svc, &spec.id, finish, &mopts, bar).await?;
+        moved.finished = true;
+        moved.elapsed += done.elapsed;
+    }
+    let report = MoveReport::of(&moved);
+    svc.ctx.info(format!("{}: {}", spec.id, report.line()));
+    Ok(Some(report))
+}
+
+/// Plans and applies the rendered root if Terraform finds changes; the saved plan is
+/// removed when there is nothing to apply.
+pub async fn converge(
+    svc: &Services,
+    spec: &TenantSpec,
+    rendered: &RenderedRoot,
+    lock_timeout: u64,
+    replace: Vec<String>,
+    bar: &ProgressBar,
+) -> Result<ChangeSummary> {
+    let tf = svc.terraform(spec, "apply", bar.clone())?;
+    tf.init().await?;
+    let pending = tf
+        .plan(PlanOptions {
+            destroy: false,
+            lock_timeout,
+            replace,
+        })
+        .await?;
+    if pending.is_empty() {
+        let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
+        Ok(ChangeSummary::default())
+    } else {
+        tf.apply_plan(lock_timeout).await
+    }
 }
 
 /// Resources to replace because the last verification found drift Terraform cannot see.
@@ -247,11 +317,15 @@ pub async fn verify_tenant(
     rendered: Option<&RenderedRoot>,
     secret: Option<&DbSecret>,
 ) -> Result<Vec<Check>> {
+    // During a move the tenant is what its journal says, not yet (or no longer) what
+    // its file says.
+    let (spec, opts) = svc.render_options(spec).await?;
+    let spec = &spec;
     let owned;
     let rendered = match rendered {
         Some(r) => r,
         None => {
-            owned = svc.render(spec, RenderOptions::default())?;
+            owned = svc.render(spec, opts)?;
             &owned
         }
     };
@@ -305,50 +379,10 @@ pub async fn only_changed(
     }
     let mut out = Vec::new();
     for spec in specs {
-        let rendered = svc.render(&spec, RenderOptions::default())?;
+        let rendered = svc.render_current(&spec).await?;
         if is_changed(svc, &spec, &rendered).await? {
             out.push(spec);
         }
     }
     Ok(out)
-}
-
-/// A tier change that crosses isolation models moves the tenant's data (its rows live in
-/// the pool, its schema or its own database): a plain apply would re-point the tenant
-/// at an empty place and strand its rows. Refused, before anything runs, until the move
-/// protocol carries the data.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "tenant `{id}` changes tier {from_tier} → {to_tier}, which moves its data from {from} to {to} isolation: `apply` never changes a tenant's isolation without moving its data, and moving data between isolation models is not available yet; nothing was changed\nhint: restore `tier = \"{from_tier}\"` in `{file}` (tier changes within one isolation model apply as usual)"
-)]
-pub struct IsolationChange {
-    pub id: String,
-    pub from_tier: crate::tenant::Tier,
-    pub to_tier: crate::tenant::Tier,
-    pub from: crate::tenant::Isolation,
-    pub to: crate::tenant::Isolation,
-    pub file: String,
-}
-
-/// Refuses a desired tier whose isolation differs from the one last applied.
-pub async fn refuse_isolation_change(svc: &Services, spec: &TenantSpec) -> Result<()> {
-    let rec = svc.records.get(&spec.id).await?;
-    let Some(applied) = rec.last_apply else {
-        return Ok(());
-    };
-    let Ok(from_tier) = applied.tier.parse::<crate::tenant::Tier>() else {
-        return Ok(());
-    };
-    if from_tier.isolation() != spec.tier.isolation() {
-        return Err(IsolationChange {
-            id: spec.id.to_string(),
-            from_tier,
-            to_tier: spec.tier,
-            from: from_tier.isolation(),
-            to: spec.tier.isolation(),
-            file: svc.ctx.ws.tenant_file(&spec.id).display().to_string(),
-        }
-        .into());
-    }
-    Ok(())
 }

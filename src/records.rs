@@ -1,5 +1,6 @@
 //! tenantctl's own memory of each tenant: the last successful apply (with the
-//! fingerprint of its inputs) and the last verification.
+//! fingerprint of its inputs), the last verification, and the journal of a move in
+//! progress.
 //!
 //! Records live beside the Terraform state: under `.tenantctl/records/` with the local
 //! backend, and in the state bucket (`<key_prefix>/records/<id>.json`) with the S3 backend,
@@ -22,6 +23,9 @@ pub struct TenantRecord {
     pub last_apply: Option<ApplyRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verify: Option<VerifyRecord>,
+    /// The move journal while a tier change moves the tenant's data (`src/moves/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<crate::moves::journal::Journal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

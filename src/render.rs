@@ -124,6 +124,9 @@ pub struct TenantInputs {
     pub tenant_id: TenantId,
     pub tier: String,
     pub isolation: Isolation,
+    /// A dedicated database beside a non-silo isolation: a move into silo provisions it
+    /// before the cut-over, a move out of silo retains it until the move is finished.
+    pub dedicated_database: bool,
     pub cpu: u32,
     pub memory: u32,
     pub limits: BTreeMap<String, String>,
@@ -158,6 +161,9 @@ pub struct TenantInputs {
 pub struct RenderOptions {
     /// Offboarding an enterprise tenant turns deletion protection off before destroying.
     pub allow_destroy: bool,
+    /// Keep a dedicated database whatever the tier: a move into or out of silo (see
+    /// `moves::Journal::render`).
+    pub dedicated_database: bool,
 }
 
 /// Platform values from the config, filled from `platform apply` outputs.
@@ -196,7 +202,7 @@ impl TenantInputs {
         let profile = cfg.profile(spec.tier);
         let isolation = spec.tier.isolation();
         // A dedicated database needs the VPC, and a local one is mapped per tenant.
-        let silo = crate::isolation::model(isolation).dedicated();
+        let silo = crate::isolation::model(isolation).dedicated() || opts.dedicated_database;
         let domain = required(&platform.domain, "domain")?;
         let dns_target = DnsTarget {
             name: platform
@@ -244,6 +250,7 @@ impl TenantInputs {
             tenant_id: spec.id.clone(),
             tier: spec.tier.to_string(),
             isolation,
+            dedicated_database: silo,
             cpu: profile.cpu,
             memory: profile.memory,
             limits: profile.limit_env(),

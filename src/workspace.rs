@@ -114,6 +114,28 @@ impl Workspace {
         crate::fsutil::write_atomic(&path, spec.to_toml().as_bytes())
     }
 
+    /// Changes the tier in the tenant's file, keeping the rest of the file (comments,
+    /// other keys) as it is.
+    pub fn set_tier(&self, id: &TenantId, tier: crate::tenant::Tier) -> Result<TenantSpec> {
+        let path = self.tenant_file(id);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let line = regex::Regex::new(r#"(?m)^(\s*tier\s*=\s*)"[^"\n]*""#).expect("valid regex");
+        let edited = if line.is_match(&text) {
+            line.replace(&text, format!("${{1}}\"{tier}\"").as_str())
+                .into_owned()
+        } else {
+            TenantSpec {
+                id: id.clone(),
+                tier,
+            }
+            .to_toml()
+        };
+        let spec = parse_spec(&path, &edited)?;
+        crate::fsutil::write_atomic(&path, edited.as_bytes())?;
+        Ok(spec)
+    }
+
     /// Every declared tenant, sorted by id. A file whose name and `id` disagree is an
     /// error: the file name is what reviewers see.
     pub fn tenants(&self) -> Result<Vec<TenantSpec>> {

@@ -113,15 +113,19 @@ fn bad_config_and_missing_platform_values_fail_before_writing() {
 /// would point the tenant at an empty schema and strand its rows): refused before any
 /// Terraform run or database change, naming the move.
 #[test]
-fn an_isolation_change_is_refused_before_anything_runs() {
+fn move_requests_that_cannot_be_carried_out_are_refused_before_anything_runs() {
     let mut ws = Workdir::offline();
     ws.set_env("TENANTCTL_DATABASE_URL", "postgres://admin@127.0.0.1:9/app");
     std::fs::write(
         ws.path().join("tenants/mover.toml"),
-        "id = \"mover\"\ntier = \"growth\"\n",
+        "# the mover\nid = \"mover\"\ntier = \"starter\"\n",
     )
     .unwrap();
-    // What the last apply recorded: the tenant was a starter (pool).
+    std::fs::write(
+        ws.path().join("tenants/third.toml"),
+        "id = \"third\"\ntier = \"enterprise\"\n",
+    )
+    .unwrap();
     let records = ws.path().join(".tenantctl/records");
     std::fs::create_dir_all(&records).unwrap();
     std::fs::write(
@@ -129,20 +133,61 @@ fn an_isolation_change_is_refused_before_anything_runs() {
         r#"{"last_apply": {"at": "2026-01-01T00:00:00Z", "fingerprint": "x", "provider_lock": null, "tier": "starter"}}"#,
     )
     .unwrap();
+    // `third` is in the middle of a move starter → growth; its file now asks enterprise.
+    std::fs::write(
+        records.join("third.json"),
+        r#"{"last_apply": {"at": "2026-01-01T00:00:00Z", "fingerprint": "x", "provider_lock": null, "tier": "starter"},
+            "moving": {"from": "starter", "to": "growth", "step": "frozen", "started_at": "2026-01-01T00:00:00Z"}}"#,
+    )
+    .unwrap();
     let before = snapshot(&ws);
+    let cases: [(&[&str], i32, &str); 7] = [
+        (&["move", "mover"], 1, "--tier"),
+        (&["move", "mover", "--tier", "platinum"], 1, "platinum"),
+        (
+            &["move", "mover", "--tier", "growth", "--finish"],
+            1,
+            "cannot be used with",
+        ),
+        (&["move", "mover", "--finish"], 1, "no finished cut-over"),
+        (
+            &["move", "mover", "--rollback"],
+            1,
+            "is not moving: nothing to roll back",
+        ),
+        (
+            &["move", "nobody", "--tier", "growth"],
+            1,
+            "unknown tenant `nobody`",
+        ),
+        (
+            &["move", "mover", "--tier", "starter"],
+            1,
+            "on tier starter already",
+        ),
+    ];
+    for (args, code, wanted) in cases {
+        let r = ws.tenantctl(args);
+        r.assert_code(code);
+        assert!(r.stderr().contains(wanted), "{args:?}\n{}", r.dump());
+        assert_eq!(
+            r.stderr().matches("error").count(),
+            1,
+            "one error: {}",
+            r.dump()
+        );
+    }
     for command in ["apply", "plan"] {
-        let r = ws.tenantctl(&[command, "mover"]);
+        let r = ws.tenantctl(&[command, "third"]);
         r.assert_code(1);
         let out = r.stdout() + &r.stderr();
         assert!(
-            out.contains(
-                "changes tier starter → growth, which moves its data from pool to bridge isolation"
-            ) && out.contains("nothing was changed"),
+            out.contains("cannot move to enterprise too: one move at a time"),
             "{command}\n{}",
             r.dump()
         );
         // Terraform never ran: it is a nonexistent binary in this work dir.
         assert!(!out.contains("cannot run"), "{command}\n{}", r.dump());
     }
-    assert_eq!(snapshot(&ws), before, "an isolation change wrote files");
+    assert_eq!(snapshot(&ws), before, "a refused move wrote files");
 }

@@ -20,3 +20,4 @@ mod moves;
 mod render;
 mod silo_admin;
 mod support;
+mod tier_moves;

@@ -1,4 +1,5 @@
-//! `tenantctl list`: id, tier, isolation, state, last apply, last verify. Reads only:
+//! `tenantctl list`: id, tier, isolation, state, last apply, last verify; a tenant in the
+//! middle of a move, or whose moved-from source is retained, says so. Reads only:
 //! roots are rendered in memory to compare fingerprints, nothing is written.
 
 use anyhow::Result;
@@ -8,6 +9,8 @@ use serde::Serialize;
 use crate::context::Ctx;
 use crate::exit::Outcome;
 use crate::lifecycle::{self, Services};
+use crate::moves::journal::Step;
+use crate::moves::report::{MoveReport, standing};
 use crate::output::{Report, Table};
 use crate::render::RenderOptions;
 use crate::report::Verdict;
@@ -22,16 +25,23 @@ struct Row {
     last_apply: Option<String>,
     last_verify: Option<String>,
     verify_status: Option<Verdict>,
+    /// A move in progress, or one whose source is still retained.
+    #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
+    moving: Option<MoveReport>,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<u8> {
     let svc = Services::new(ctx, false).await?;
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for spec in ctx.ws.tenants()? {
         let rec = svc.records.get(&spec.id).await?;
-        let state = match &rec.last_apply {
-            None => "pending".to_string(),
-            Some(_) => match svc.render(&spec, RenderOptions::default()) {
+        let state = match (&rec.moving, &rec.last_apply) {
+            (Some(j), _) if j.step == Step::CutOver => "moved, source retained".to_string(),
+            (Some(j), _) if j.step == Step::Finishing => "moved, deleting source".to_string(),
+            (Some(j), _) => format!("moving ({})", j.step),
+            (None, None) => "pending".to_string(),
+            (None, Some(_)) => match svc.render(&spec, RenderOptions::default()) {
                 Ok(r) if lifecycle::is_changed(&svc, &spec, &r).await? => "changed".into(),
                 Ok(_) => "applied".into(),
                 Err(_) => "unrenderable".into(),
@@ -51,7 +61,11 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
                 .as_ref()
                 .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             verify_status: rec.last_verify.as_ref().map(|v| v.status),
+            moving: rec.moving.as_ref().map(standing),
         });
+        if let Some(j) = &rec.moving {
+            notes.push(format!("{}: {}", spec.id, j.describe()));
+        }
     }
     let mut table = Table::new(&[
         "id",
@@ -79,6 +93,9 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     }
     if rows.is_empty() {
         table.summary("no tenants declared");
+    }
+    for n in notes {
+        table.summary(n);
     }
     Report::new(table, serde_json::to_value(&rows)?).emit(ctx.output)?;
     Ok(Outcome::Success.code())

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod db;
 pub mod init;
 pub mod list;
+pub mod move_tenant;
 pub mod plan;
 pub mod platform;
 pub mod remove;
@@ -80,6 +81,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(args) => verify::run(&ctx, args).await,
         Command::List => list::run(&ctx).await,
         Command::Remove(args) => remove::run(&ctx, args).await,
+        Command::Move(args) => move_tenant::run(&ctx, args).await,
         Command::Db { action } => db::run(&ctx, action).await,
     }
 }

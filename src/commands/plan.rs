@@ -1,25 +1,51 @@
 //! `tenantctl plan`: Terraform's own view of each selected tenant (with a refresh, so it
-//! also reports drift Terraform can see). Exit 0 no changes, 2 changes pending, 1 error.
+//! also reports drift Terraform can see). A pending move (a tier change across
+//! isolation models, or the rest of one) is shown as such: from and to, the tables and
+//! row counts the copy will carry, and Terraform's plan of where the move ends.
+//! Exit 0 no changes, 2 changes pending, 1 error.
 
-use anyhow::Result;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
 
 use crate::cli::PlanArgs;
 use crate::context::Ctx;
+use crate::db::Database;
 use crate::exit::{Interrupted, Outcome};
 use crate::fleet::{self, Status, StepOutcome};
 use crate::lifecycle::{self, Services};
+use crate::moves::db::{Side, inventory};
+use crate::moves::flow::{self, Decision};
+use crate::moves::journal::{Journal, Step};
+use crate::moves::report::MoveReport;
 use crate::render::RenderOptions;
+use crate::tenant::TenantId;
 use crate::terraform::PlanOptions;
+use crate::workspace::TenantSpec;
 
 pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
-    let svc = Services::new(ctx, false).await?;
+    let mut svc = Services::new(ctx, false).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
+    // Only a pending move needs the database (to count the rows it will copy).
+    let mut moving = false;
+    for spec in &specs {
+        let rec = svc.records.get(&spec.id).await?;
+        moving |= flow::decide(&rec, spec.tier)? != Decision::None;
+    }
+    if moving {
+        let db = Database::from_workspace(&ctx.ws)?.with_aws(svc.aws.clone());
+        svc.db = Some(Arc::new(db));
+    }
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
         async move {
-            lifecycle::refuse_isolation_change(svc, &spec).await?;
-            let rendered = svc.render_and_write(&spec, RenderOptions::default())?;
+            let rec = svc.records.get(&spec.id).await?;
+            let decision = flow::decide(&rec, spec.tier)?;
+            let (rspec, ropts) = end_state(svc, &spec, &decision).await?;
+            let moved = planned_move(svc, &spec.id, &decision).await?;
+            let rendered = svc.render(&rspec, ropts)?;
+            rendered.write(&svc.ctx.ws)?;
             let tf = svc.terraform(&spec, "plan", bar)?;
             tf.init().await?;
             let changes = tf
@@ -32,13 +58,14 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
             // The saved plan is not applied by `plan`; do not leave it behind.
             let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
             Ok(StepOutcome {
-                status: if changes.is_empty() {
+                status: if changes.is_empty() && moved.is_none() {
                     Status::Unchanged
                 } else {
                     Status::Changed
                 },
                 changes: Some(changes),
-                detail: None,
+                detail: moved.as_ref().map(|m| m.line()),
+                moved,
             })
         }
     })
@@ -53,4 +80,62 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
         Outcome::Success
     };
     Ok(fleet::exit_code(&results, pending.code()))
+}
+
+/// How the tenant's root looks once what `apply` would do is done: Terraform's plan of
+/// a move is the plan of its end.
+async fn end_state(
+    svc: &Services,
+    spec: &TenantSpec,
+    decision: &Decision,
+) -> Result<(TenantSpec, RenderOptions)> {
+    let ended = |from, to, step| {
+        let mut j = Journal::new(from, to, false);
+        j.step = step;
+        flow::render_options(
+            &crate::records::TenantRecord {
+                moving: Some(j),
+                ..Default::default()
+            },
+            spec,
+        )
+    };
+    Ok(match decision {
+        Decision::None => svc.render_options(spec).await?,
+        Decision::Start { from, to } => ended(*from, *to, Step::CutOver),
+        Decision::Resume(j) => ended(j.from, j.to, Step::CutOver),
+        Decision::Rollback(j) => ended(j.to, j.from, Step::CutOver),
+        Decision::Abort(j) => ended(j.from, j.from, Step::Finishing),
+        Decision::Finish(j) => ended(j.from, j.to, Step::Finishing),
+    })
+}
+
+/// The move a decision will carry out, with the rows it will copy.
+async fn planned_move(
+    svc: &Services,
+    id: &TenantId,
+    decision: &Decision,
+) -> Result<Option<MoveReport>> {
+    let (from, to) = match decision {
+        Decision::None => return Ok(None),
+        Decision::Start { from, to } => (*from, *to),
+        Decision::Resume(j) => (j.from, j.to),
+        Decision::Rollback(j) => (j.to, j.from),
+        // No copy: an undo, or the deletion of a retained source.
+        Decision::Abort(j) => return Ok(Some(standing(j, "abort planned"))),
+        Decision::Finish(j) => return Ok(Some(standing(j, "finish planned"))),
+    };
+    let db = svc
+        .db
+        .as_deref()
+        .context("a pending move needs the database to count its rows")?;
+    let source = Side::of(db, id, from, None).await?;
+    let tables = inventory(db, &source).await?;
+    Ok(Some(MoveReport::planned(from, to, tables)))
+}
+
+fn standing(j: &Journal, state: &str) -> MoveReport {
+    let mut r = crate::moves::report::standing(j);
+    r.state = state.to_string();
+    r
 }

@@ -20,19 +20,24 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
     let id = TenantId::parse(&args.id)?;
     let spec = ctx.ws.tenant(&id)?;
     let svc = Services::new(ctx, true).await?;
+    // A tenant in the middle of a move (or with a retained source) has data on both
+    // sides: both go, and the root is rendered as the move stands.
+    let moving = svc.records.get(&id).await?.moving;
+    let (rspec, ropts) = svc.render_options(&spec).await?;
     // Refuse what cannot be rendered before asking anything.
-    svc.render(&spec, RenderOptions::default())?;
+    svc.render(&rspec, ropts)?;
     if !ctx.yes {
         confirm(&id)?;
     }
     let bar = indicatif::ProgressBar::hidden();
     let allow = RenderOptions {
         allow_destroy: true,
+        ..ropts
     };
-    let rendered = svc.render_and_write(&spec, allow)?;
-    let tf = svc.terraform(&spec, "remove", bar)?;
+    let rendered = svc.render_and_write(&rspec, allow)?;
+    let tf = svc.terraform(&rspec, "remove", bar)?;
     tf.init().await?;
-    if isolation::of(spec.tier).dedicated() {
+    if isolation::of(rspec.tier).dedicated() || ropts.dedicated_database {
         // Terraform cannot delete an RDS instance with deletion protection on: apply the
         // protection change first, as its own visible step.
         ctx.info(format!("{id}: turning deletion protection off"));
@@ -51,9 +56,21 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
     let destroyed = tf.destroy(args.lock_timeout).await?;
     ctx.info(format!("{id}: destroyed ({} resources)", destroyed.remove));
     if let Some(db) = &svc.db {
-        db.deprovision(&spec)
-            .await
-            .with_context(|| format!("cannot drop the database objects of tenant `{id}`"))?;
+        let mut tiers = vec![spec.tier];
+        if let Some(j) = &moving {
+            tiers.extend([j.from, j.to]);
+        }
+        tiers.sort();
+        tiers.dedup();
+        for tier in tiers {
+            let side = crate::workspace::TenantSpec {
+                id: id.clone(),
+                tier,
+            };
+            db.deprovision(&side).await.with_context(|| {
+                format!("cannot drop the database objects of tenant `{id}` ({tier})")
+            })?;
+        }
     }
     std::fs::remove_file(ctx.ws.tenant_file(&id))
         .with_context(|| format!("cannot remove `{}`", ctx.ws.tenant_file(&id).display()))?;

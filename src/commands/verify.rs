@@ -41,6 +41,7 @@ pub async fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
                 },
                 changes: None,
                 detail: Some(verdict.to_string()),
+                moved: None,
             })
         }
     })

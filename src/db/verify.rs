@@ -125,7 +125,7 @@ impl Database {
             }
         };
 
-        if let Err(e) = role_checks(&admin, &role, model, c).await {
+        if let Err(e) = role_checks(&admin, &role, model, &self.profile(spec.tier), c).await {
             c.error(
                 "db.role.attributes",
                 "readable role attributes",
@@ -226,6 +226,7 @@ async fn role_checks(
     admin: &Client,
     role: &str,
     model: &dyn Model,
+    profile: &crate::tenant::TierProfile,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
     let row = admin
@@ -236,7 +237,10 @@ async fn role_checks(
                     COALESCE((SELECT true FROM pg_catalog.pg_auth_members m
                               WHERE m.member = r.oid AND m.roleid = pg_catalog.to_regrole($3)), false),
                     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relowner = r.oid)
-                      + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace WHERE nspowner = r.oid)
+                      + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace WHERE nspowner = r.oid),
+                    r.rolconnlimit,
+                    COALESCE((SELECT pg_catalog.split_part(c, '=', 2) FROM pg_catalog.unnest(r.rolconfig) c
+                              WHERE c LIKE 'statement_timeout=%'), 'unset')
              FROM pg_catalog.pg_roles r WHERE r.rolname = $1",
             &[&role, &sql::ADMIN_GROUP, &sql::POOL_GROUP],
         )
@@ -283,6 +287,18 @@ async fn role_checks(
         "LOGIN only: not superuser, not BYPASSRLS, no CREATEROLE/CREATEDB/REPLICATION, not an admin",
         list_or(&extra, "LOGIN only"),
         extra.is_empty(),
+    );
+    // The tier's limits: a tier change (a move above all) must carry them over.
+    let (limit, timeout): (i32, String) = (row.get(9), row.get(10));
+    c.add(
+        "db.role.limits",
+        format!(
+            "connection limit {}, statement_timeout {} ms (the tier's profile)",
+            profile.max_db_connections, profile.statement_timeout_ms
+        ),
+        format!("connection limit {limit}, statement_timeout {timeout}"),
+        i64::from(limit) == i64::from(profile.max_db_connections)
+            && timeout == profile.statement_timeout_ms.to_string(),
     );
     c.add(
         "db.role.owns_nothing",

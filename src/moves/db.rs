@@ -247,6 +247,33 @@ async fn fingerprint(
     Ok((row.get(0), row.get(1)))
 }
 
+/// What a copy from `source` would carry: each table's name and the tenant's row count
+/// there (what `plan` shows of a pending move).
+pub async fn inventory(db: &Database, source: &Side) -> Result<Vec<(String, i64)>> {
+    let src = db.connect_target(&source.target, "tenantctl plan").await?;
+    let filter = source.model.row_filter(&source.spec.id);
+    let mut out = Vec::new();
+    for t in source.model.tables(&src, &source.target).await? {
+        let n: i64 = src
+            .query_one(
+                &format!(
+                    "SELECT pg_catalog.count(*) FROM {}{}",
+                    t.qualified(),
+                    filter
+                        .as_deref()
+                        .map(|f| format!(" WHERE {f}"))
+                        .unwrap_or_default()
+                ),
+                &[],
+            )
+            .await
+            .pg_context(|| format!("cannot count the rows of {}", t.qualified()))?
+            .get(0);
+        out.push((t.name, n));
+    }
+    Ok(out)
+}
+
 /// Step 3: copies every table of the tenant into the destination in one transaction,
 /// then compares counts and checksums per table. `on_table` reports progress.
 pub async fn copy(
@@ -302,6 +329,7 @@ pub async fn copy(
                 .pg_context(|| format!("cannot finish loading {}", d.qualified()))?;
             data::advance_sequences(&dst, d).await?;
             on_table(&s.name, rows as i64);
+            crate::moves::pause::point("copy").await;
         }
         anyhow::Ok(())
     }

@@ -30,6 +30,8 @@ variable "tenants" {
     data_bucket    = string
     domain         = string
     hosted_zone_id = string
+    # A move into or out of silo keeps the dedicated database beside the other side.
+    dedicated_database = optional(bool, false)
     dns_target = object({
       name    = string
       zone_id = optional(string)

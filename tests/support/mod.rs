@@ -295,9 +295,15 @@ pub fn platform_zone(ws: &Workdir) -> String {
 impl Workdir {
     /// Points the work dir at the shared PostgreSQL: admin URL in the environment, the
     /// tenants' address (and the local silo mapping) in `tenantctl.toml`.
-    pub fn with_database(mut self) -> Workdir {
+    pub fn with_database(self) -> Workdir {
+        self.with_database_named(e2e_database(), &[])
+    }
+
+    /// Like [`with_database`](Self::with_database) on database `db` of the shared
+    /// cluster, with `extra` migrations (file name, SQL) beside the repository's. Every
+    /// work dir on one database must have the same migrations.
+    pub fn with_database_named(mut self, db: &str, extra: &[(&str, &str)]) -> Workdir {
         let pg = postgres::cluster();
-        let db = e2e_database();
         self.set_env("TENANTCTL_DATABASE_URL", &pg.admin_url(db));
         let p = self.path().join("tenantctl.toml");
         let text = std::fs::read_to_string(&p).unwrap();
@@ -312,6 +318,9 @@ impl Workdir {
             .flatten()
         {
             std::fs::copy(e.path(), migrations.join(e.file_name())).unwrap();
+        }
+        for (name, sql) in extra {
+            std::fs::write(migrations.join(name), sql).unwrap();
         }
         self
     }

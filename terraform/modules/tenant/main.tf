@@ -7,6 +7,11 @@ data "aws_caller_identity" "current" {}
 locals {
   silo   = var.isolation == "silo"
   bridge = var.isolation == "bridge"
+  # The dedicated database (RDS instance, KMS key, security groups, db-admin secret)
+  # exists while the tenant is a silo, and also during a move into or out of silo: it is
+  # provisioned beside the source before the cut-over, and kept, hidden, until the move
+  # is finished. Where the tenant's login points follows `isolation` alone.
+  dedicated = local.silo || var.dedicated_database
 
   name           = "tenant-${var.tenant_id}"
   secret_prefix  = "tenants/${var.tenant_id}"
@@ -70,7 +75,7 @@ ephemeral "aws_secretsmanager_random_password" "db" {
 }
 
 ephemeral "aws_secretsmanager_random_password" "db_admin" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   password_length     = 32
   exclude_punctuation = true
@@ -81,7 +86,7 @@ ephemeral "aws_secretsmanager_random_password" "db_admin" {
 ################################################################################
 
 resource "aws_kms_key" "this" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   description         = "tenantctl: ${local.name} database and secrets"
   enable_key_rotation = true
@@ -93,7 +98,7 @@ resource "aws_kms_key" "this" {
 }
 
 resource "aws_kms_alias" "this" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   name          = "alias/${local.name}"
   target_key_id = aws_kms_key.this[0].key_id
@@ -106,7 +111,7 @@ resource "aws_kms_alias" "this" {
 resource "aws_secretsmanager_secret" "db" {
   name                    = "${local.secret_prefix}/db"
   description             = "tenantctl: database connection of tenant ${var.tenant_id}"
-  kms_key_id              = try(aws_kms_key.this[0].arn, null)
+  kms_key_id              = local.silo ? aws_kms_key.this[0].arn : null
   recovery_window_in_days = var.secret_recovery_window_days
 
   tags = local.tags
@@ -142,7 +147,7 @@ resource "aws_secretsmanager_secret_version" "db" {
 }
 
 resource "aws_secretsmanager_secret" "db_admin" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   name                    = "${local.secret_prefix}/db-admin"
   description             = "tenantctl: master credentials of tenant ${var.tenant_id}'s dedicated database"
@@ -154,7 +159,7 @@ resource "aws_secretsmanager_secret" "db_admin" {
 
 # Replacing the DB instance sets a new master password: write it again.
 resource "terraform_data" "db_admin_connection" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   input = merge(local.db_admin_connection, {
     username    = local.db_admin_username
@@ -163,7 +168,7 @@ resource "terraform_data" "db_admin_connection" {
 }
 
 resource "aws_secretsmanager_secret_version" "db_admin" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   secret_id = aws_secretsmanager_secret.db_admin[0].id
   secret_string_wo = jsonencode({
@@ -391,7 +396,7 @@ resource "aws_route53_record" "this" {
 # skip_requesting_account_id) reads the source as "<account>/sg-...", so
 # aws_vpc_security_group_*_rule resources show a perpetual diff there.
 resource "aws_security_group" "service" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   name        = "${local.name}-service"
   description = "tenantctl: ECS service of tenant ${var.tenant_id}"
@@ -409,7 +414,7 @@ resource "aws_security_group" "service" {
 }
 
 resource "aws_security_group" "db" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   name        = "${local.name}-db"
   description = "tenantctl: dedicated database of tenant ${var.tenant_id}"
@@ -456,7 +461,7 @@ resource "aws_security_group" "db" {
 }
 
 resource "aws_db_subnet_group" "this" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   name        = local.name
   description = "tenantctl: dedicated database of tenant ${var.tenant_id}"
@@ -466,7 +471,7 @@ resource "aws_db_subnet_group" "this" {
 }
 
 resource "aws_db_instance" "this" {
-  count = local.silo ? 1 : 0
+  count = local.dedicated ? 1 : 0
 
   identifier     = local.name
   engine         = "postgres"

@@ -49,10 +49,10 @@ output "log_group_name" {
 }
 
 output "secret_arns" {
-  description = "ARNs of the tenant's secrets by short name: db, and db-admin for silo tenants."
+  description = "ARNs of the tenant's secrets by short name: db, and db-admin while the tenant has a dedicated database (silo, or a move into or out of silo)."
   value = try(merge(
     { db = aws_secretsmanager_secret.db.arn },
-    local.silo ? { db-admin = aws_secretsmanager_secret.db_admin[0].arn } : {},
+    local.dedicated ? { db-admin = aws_secretsmanager_secret.db_admin[0].arn } : {},
   ), null)
 }
 

@@ -62,6 +62,12 @@ variable "isolation" {
   }
 }
 
+variable "dedicated_database" {
+  description = "Keep a dedicated database (RDS instance, KMS key, security groups, db-admin secret) although isolation is not silo: set by tenantctl while a tenant moves into silo (the database is provisioned beside the source) or out of it (the source is retained until the move is finished). A silo tenant always has one; the tenant's login and secret follow isolation alone."
+  type        = bool
+  default     = false
+}
+
 variable "cpu" {
   description = "Fargate task CPU units: 256, 512, 1024, 2048 or 4096 (the sizes tenantctl's tier profiles allow)."
   type        = number
