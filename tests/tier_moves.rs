@@ -130,35 +130,38 @@ async fn insert_account(ws: &Workdir, id: &str, email: &str) -> Result<i64, SqlS
     .await
 }
 
-/// What the tenant's login can read of a place it no longer owns: an error or nothing.
+/// The tenant's own schema and dedicated database name: `tenant_<id>`, hyphens kept.
+fn pg_name(id: &str) -> String {
+    format!("tenant_{id}")
+}
+
+/// What the tenant's login can read of a place it no longer owns: nothing, because it is
+/// refused (a permission error, or no connection to a dedicated database at all).
 async fn hidden_from_tenant(ws: &Workdir, id: &str, tier: &str) {
     let mut s = secret(ws, id);
+    let name = pg_name(id);
     let (table, dbname) = match tier {
         "starter" => ("pool.accounts".to_string(), moves_database().to_string()),
-        "growth" => (
-            format!("tenant_{}.accounts", id.replace('-', "_")),
-            moves_database().to_string(),
-        ),
-        _ => (
-            format!("tenant_{}.accounts", id.replace('-', "_")),
-            format!("tenant_{}", id.replace('-', "_")),
-        ),
+        "growth" => (format!("\"{name}\".accounts"), moves_database().to_string()),
+        _ => (format!("\"{name}\".accounts"), name.clone()),
     };
     s.dbname = dbname;
     let Ok(c) = try_connect_secret(&s).await else {
-        return; // not even a connection
+        return; // refused at the door
     };
     let r = as_tenant(&c, Some(id), &format!("SELECT count(*) FROM {table}")).await;
-    assert!(
-        !matches!(r, Ok(n) if n > 0),
-        "{id}: the retained {tier} source is visible to the tenant: {r:?}"
+    assert_eq!(
+        r,
+        Err(SqlState::INSUFFICIENT_PRIVILEGE),
+        "{id}: the retained {tier} source ({table} in {}) must be refused to the tenant",
+        s.dbname
     );
 }
 
 /// Rows of the tenant left in its old place, counted as the admin (-1: the place is gone).
 async fn left_in_source(id: &str, tier: &str) -> i64 {
     let pg = postgres::cluster();
-    let schema = format!("tenant_{}", id.replace('-', "_"));
+    let name = pg_name(id);
     match tier {
         "starter" => {
             let c = pg.admin(moves_database()).await;
@@ -175,7 +178,7 @@ async fn left_in_source(id: &str, tier: &str) -> i64 {
             let exists: bool = c
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-                    &[&schema],
+                    &[&name],
                 )
                 .await
                 .unwrap()
@@ -183,7 +186,7 @@ async fn left_in_source(id: &str, tier: &str) -> i64 {
             if !exists {
                 return -1;
             }
-            c.query_one(&format!("SELECT count(*) FROM {schema}.accounts"), &[])
+            c.query_one(&format!("SELECT count(*) FROM \"{name}\".accounts"), &[])
                 .await
                 .unwrap()
                 .get(0)
@@ -193,7 +196,7 @@ async fn left_in_source(id: &str, tier: &str) -> i64 {
             let exists: bool = c
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-                    &[&schema],
+                    &[&name],
                 )
                 .await
                 .unwrap()
@@ -201,8 +204,8 @@ async fn left_in_source(id: &str, tier: &str) -> i64 {
             if !exists {
                 return -1;
             }
-            let c = pg.admin(&schema).await;
-            c.query_one(&format!("SELECT count(*) FROM {schema}.accounts"), &[])
+            let c = pg.admin(&name).await;
+            c.query_one(&format!("SELECT count(*) FROM \"{name}\".accounts"), &[])
                 .await
                 .unwrap()
                 .get(0)
