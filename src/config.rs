@@ -30,6 +30,9 @@ pub struct Config {
     pub terraform: TerraformConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Where `tenantctl export` writes (see `src/archive`).
+    #[serde(default)]
+    pub archive: crate::archive::ArchiveConfig,
     #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
@@ -416,6 +419,7 @@ impl Config {
         if let Some(ns) = &self.metrics.namespace {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
+        self.archive.validate()?;
         Ok(())
     }
 
