@@ -20,6 +20,17 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+/// An S3 call's error with its whole context (service code and message): the SDK's own
+/// `Display` of an unmodelled error is just "service error".
+fn s3_error<
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+>(
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> anyhow::Error {
+    anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(&e))
+}
+
 /// The first parts' size; S3's minimum is 5 MiB.
 const PART_SIZE: usize = 8 << 20;
 /// Read size of local files.
@@ -216,7 +227,7 @@ impl Store {
                     .max_keys(1)
                     .send()
                     .await
-                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                    .map_err(s3_error)
                     .with_context(|| format!("cannot list s3://{bucket}/{prefix}"))?;
                 if !out.contents().is_empty() {
                     bail!(
@@ -296,7 +307,7 @@ impl Store {
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                    .map_err(s3_error)
                     .with_context(|| format!("cannot read s3://{bucket}/{key}"))?;
                 Ok(ObjectReader::S3(out.body))
             }
@@ -440,7 +451,7 @@ impl Upload {
         let out = req
             .send()
             .await
-            .map_err(|e| anyhow::Error::new(e.into_service_error()))
+            .map_err(s3_error)
             .with_context(|| format!("cannot start the upload of {}", self.at()))?;
         let id = out
             .upload_id()
@@ -470,7 +481,7 @@ impl Upload {
             let out = req
                 .send()
                 .await
-                .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                .map_err(s3_error)
                 .with_context(|| format!("cannot upload part {number} of {at}"))?;
             Ok(CompletedPart::builder()
                 .part_number(number)
@@ -507,7 +518,7 @@ impl Upload {
             let out = req
                 .send()
                 .await
-                .map_err(|e| anyhow::Error::new(e.into_service_error()))
+                .map_err(s3_error)
                 .with_context(|| format!("cannot write {}", self.at()))?;
             return Ok(out.ssekms_key_id().map(str::to_string));
         };
@@ -528,7 +539,7 @@ impl Upload {
             )
             .send()
             .await
-            .map_err(|e| anyhow::Error::new(e.into_service_error()))
+            .map_err(s3_error)
             .with_context(|| format!("cannot complete the upload of {}", self.at()))?;
         Ok(out.ssekms_key_id().map(str::to_string))
     }
