@@ -554,3 +554,130 @@ async fn a_schema_version_mismatch_is_refused_before_anything_is_written() {
     assert!(content(&db, &dst.spec).await.iter().all(|(n, _)| *n == 0));
     let _ = TenantId::parse("ar-vr-dst").unwrap();
 }
+
+/// The commands end to end with Terraform on moto: a starter tenant exported to the
+/// archive location (the platform's data bucket) under SSE-KMS, imported into a growth
+/// tenant, listed by `exports`, and still listed after the tenant is removed.
+#[test]
+fn export_to_the_archive_and_import_into_another_tier_end_to_end() {
+    use crate::support::{Workdir, e2e_database, postgres::cluster, unique};
+    let ws = Workdir::new().with_database();
+    let src = unique("ar-e2e-s");
+    let dst = unique("ar-e2e-d");
+    let neighbour = unique("ar-e2e-n");
+    ws.tenantctl(&["add", &src, "--tier", "starter"])
+        .assert_code(0);
+    ws.tenantctl(&["add", &dst, "--tier", "growth"])
+        .assert_code(0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin = rt.block_on(cluster().admin(e2e_database()));
+    // The tenant's rows and a neighbour's in the same pool tables.
+    for (tenant, n) in [(&src, 50), (&neighbour, 10)] {
+        rt.block_on(admin.batch_execute(&format!(
+            "INSERT INTO pool.accounts (tenant_id, email, name)
+             SELECT '{tenant}', 'u' || g || '@x', 'name, \"' || g || '\"' FROM generate_series(1, {n}) g;
+             INSERT INTO pool.projects (tenant_id, owner_id, name)
+             SELECT tenant_id, id, 'p' || id FROM pool.accounts WHERE tenant_id = '{tenant}';"
+        )))
+        .unwrap();
+    }
+    let rows_of = |schema: &str, tenant: &str| -> (i64, String) {
+        let r = rt
+            .block_on(admin.query_one(
+                &format!(
+                    "SELECT count(*), coalesce(md5(string_agg(row(id, email, name, created_at)::text, ',' ORDER BY id)), '')
+                     FROM \"{schema}\".accounts WHERE tenant_id = $1"
+                ),
+                &[&tenant],
+            ))
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let before = rows_of("pool", &src);
+
+    let export = ws.tenantctl(&["export", &src, "--output", "json"]);
+    export.assert_code(0);
+    let out: Value = serde_json::from_str(&export.stdout()).unwrap();
+    let location = out["location"].as_str().unwrap().to_string();
+    let prefix = format!("archive/tenants/{src}/");
+    assert!(
+        location.starts_with(&format!("s3://tenantctl-local-data/{prefix}")),
+        "{}",
+        export.dump()
+    );
+    assert_eq!(
+        out["rows"],
+        100,
+        "the tenant's rows only: {}",
+        export.dump()
+    );
+    assert_eq!(out["encryption"]["key_source"], "aws-managed");
+    let key_prefix = location.trim_start_matches("s3://tenantctl-local-data/");
+    for f in ["accounts.csv.gz", "projects.csv.gz", "manifest.json"] {
+        let head = ws
+            .aws(&[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "tenantctl-local-data",
+                "--key",
+                &format!("{key_prefix}{f}"),
+            ])
+            .unwrap();
+        assert_eq!(head["ServerSideEncryption"], "aws:kms", "{f}: {head}");
+    }
+    let manifest = ws
+        .aws(&["s3", "cp", &format!("{location}manifest.json"), "-"])
+        .unwrap();
+    assert_eq!(manifest["tenant"], src.as_str());
+    assert_eq!(manifest["schema_version"]["version"], 3, "{manifest}");
+
+    let import = ws.tenantctl(&["import", &dst, "--from", &location, "--output", "json"]);
+    import.assert_code(0);
+    let out: Value = serde_json::from_str(&import.stdout()).unwrap();
+    assert_eq!(out["rows"], 100, "{}", import.dump());
+    let schema = format!("tenant_{dst}");
+    assert_eq!(
+        rows_of(&schema, &dst),
+        before,
+        "same accounts in the bridge"
+    );
+    // The identity sequence moved past the imported ids.
+    rt.block_on(admin.batch_execute(&format!(
+        "INSERT INTO \"{schema}\".accounts (tenant_id, email, name) VALUES ('{dst}', 'new@x', 'new')"
+    )))
+    .unwrap();
+    // A second import into the now non-empty tenant is refused.
+    let again = ws.tenantctl(&["import", &dst, "--from", &location]);
+    again.assert_code(1);
+    assert!(
+        again.stderr().contains("already has rows"),
+        "{}",
+        again.dump()
+    );
+    ws.tenantctl(&["verify", &dst]).assert_code(0);
+
+    let listed = ws.tenantctl(&["exports", &src, "--output", "json"]);
+    listed.assert_code(0);
+    let list: Value = serde_json::from_str(&listed.stdout()).unwrap();
+    assert_eq!(list[0]["location"], location.as_str(), "{}", listed.dump());
+    assert_eq!(list[0]["tenant_state"], "declared");
+    ws.tenantctl(&["remove", &src, "--yes"]).assert_code(0);
+    let listed = ws.tenantctl(&["exports"]);
+    listed.assert_code(0);
+    let line = listed
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with(src.as_str()))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("removed") && line.contains(&location),
+        "{}",
+        listed.dump()
+    );
+    rt.block_on(admin.batch_execute(&format!(
+        "DELETE FROM pool.projects WHERE tenant_id = '{neighbour}'; DELETE FROM pool.accounts WHERE tenant_id = '{neighbour}';"
+    )))
+    .unwrap();
+}
