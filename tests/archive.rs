@@ -681,3 +681,44 @@ fn export_to_the_archive_and_import_into_another_tier_end_to_end() {
     )))
     .unwrap();
 }
+
+/// Bad input to the commands is one clear error naming the value and the rule, before
+/// any connection or AWS call (the work dir's AWS endpoint is a closed port).
+#[test]
+fn bad_input_is_refused_before_anything_happens() {
+    let ws = crate::support::Workdir::offline();
+    for (args, expect) in [
+        (vec!["export", "Bad_Id"], "invalid tenant id `Bad_Id`"),
+        (
+            vec!["import", "Bad_Id", "--from", "x"],
+            "invalid tenant id `Bad_Id`",
+        ),
+        (vec!["exports", "Bad_Id"], "invalid tenant id `Bad_Id`"),
+        (
+            vec!["export", "acme", "--to", "s3://Bad_Bucket/x"],
+            "`Bad_Bucket` is not an S3 bucket name",
+        ),
+        (
+            vec!["import", "acme", "--from", "s3://bucket"],
+            "`s3://bucket` names a whole bucket",
+        ),
+        (
+            vec!["import", "acme", "--from", "ftp://host/x"],
+            "neither a local directory nor an s3:// location",
+        ),
+        (vec!["export", "acme"], "unknown tenant `acme`"),
+    ] {
+        let r = ws.tenantctl(&args);
+        r.assert_code(1);
+        assert!(r.stderr().contains(expect), "{}", r.dump());
+    }
+    ws.edit_config("[state]", "[archive]\nprefix = \"/archive\"\n\n[state]");
+    let r = ws.tenantctl(&["exports"]);
+    r.assert_code(1);
+    assert!(
+        r.stderr()
+            .contains("[archive] prefix: `/archive` is not a key prefix"),
+        "{}",
+        r.dump()
+    );
+}
