@@ -122,7 +122,11 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    if bytes < 1 << 20 {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    }
 }
 
 /// Grows the tenant to `accounts` accounts, 3 docs each, 2 tags per doc (10 rows per
@@ -142,12 +146,18 @@ async fn seed(admin: &tokio_postgres::Client, schema: &str, from: i64, accounts:
              FROM {s}.ar_accounts a, generate_series(1, 3) d WHERE a.id > {from};
              INSERT INTO {s}.ar_tags (tenant_id, doc_id, tag)
              SELECT '{SRC}', d.id, 'tag-' || t FROM {s}.ar_docs d, generate_series(1, 2) t
-             WHERE d.account_id > {from};
-             VACUUM ANALYZE {s}.ar_accounts; VACUUM ANALYZE {s}.ar_docs; VACUUM ANALYZE {s}.ar_tags;
-             CHECKPOINT;"
+             WHERE d.account_id > {from};"
         ))
         .await
         .unwrap();
+    // One statement each: VACUUM cannot run in the implicit transaction of a batch.
+    for t in ["ar_accounts", "ar_docs", "ar_tags"] {
+        admin
+            .batch_execute(&format!("VACUUM ANALYZE {s}.{t}"))
+            .await
+            .unwrap();
+    }
+    admin.batch_execute("CHECKPOINT").await.unwrap();
 }
 
 fn main() {
@@ -257,8 +267,13 @@ fn main() {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
+        let build = if cfg!(debug_assertions) {
+            "debug build: run `cargo bench` for release figures"
+        } else {
+            "release build"
+        };
         println!(
-            "\nexport/import of one bridge tenant ({cores} cores, PostgreSQL with default durability, release build)\n"
+            "\nexport/import of one bridge tenant ({cores} cores, PostgreSQL with default durability, {build})\n"
         );
         println!("| run | rows | wall time | peak memory (max RSS) | output |");
         println!("|---|---:|---:|---:|---:|");
