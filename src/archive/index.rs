@@ -189,3 +189,54 @@ fn read_dir_sorted(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>> {
     v.sort();
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(tenant: &str, at: &str) -> ExportRecord {
+        ExportRecord {
+            tenant: tenant.into(),
+            tier: Tier::Growth,
+            isolation: Isolation::Bridge,
+            created_at: DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&Utc),
+            location: format!("s3://b/archive/tenants/{tenant}/x/"),
+            bytes: 10,
+            tables: 2,
+            rows: 3,
+            schema_version: Some(3),
+            manifest_sha256: "0".repeat(64),
+            kms_key_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn exports_are_listed_per_tenant_oldest_first_and_outlive_the_tenant_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RecordStore::Local(tmp.path().to_path_buf());
+        let acme = TenantId::parse("acme").unwrap();
+        for r in [
+            rec("acme", "2025-03-04T05:06:07.500Z"),
+            rec("acme", "2025-03-04T05:06:07.100Z"),
+            rec("globex", "2025-01-01T00:00:00Z"),
+        ] {
+            record(&store, &r).await.unwrap();
+        }
+        // Removing the tenant's record leaves its exports listed.
+        store.delete(&acme).await.unwrap();
+        let mine = list(&store, Some(&acme)).await.unwrap();
+        assert_eq!(mine.len(), 2);
+        assert!(mine[0].created_at < mine[1].created_at, "oldest first");
+        let all = list(&store, None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>(),
+            ["acme", "acme", "globex"]
+        );
+        let none = list(&store, Some(&TenantId::parse("initech").unwrap()))
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+}
