@@ -11,6 +11,11 @@ moto.rds.models.DBInstance so each instance gets its own random id, in AWS's
 format ("db-" + 26 upper-case letters/digits), then runs moto's own server
 entry point in this process (the patch does not survive --reload, which is
 therefore refused).
+
+It also answers CompleteMultipartUpload with the root element AWS sends,
+`CompleteMultipartUploadResult`: moto 5.2.1 names it
+`CompleteMultipartUploadResponse`, which the AWS SDKs refuse to parse, so a
+multipart upload (a large `tenantctl export` file) would fail after it completed.
 """
 import argparse
 import secrets
@@ -46,6 +51,31 @@ def patch_moto():
     cls._tenantctl_unique_dbi_resource_id = True
 
 
+def patch_s3_complete_multipart():
+    from moto.s3 import responses
+
+    cls = responses.S3Response
+    if getattr(cls, "_tenantctl_complete_multipart_root", False):
+        return
+    original = cls._key_response_post
+
+    def _key_response_post(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if not (isinstance(result, tuple) and len(result) == 3):
+            return result
+        status, headers, body = result
+        wrong, right = "CompleteMultipartUploadResponse", "CompleteMultipartUploadResult"
+        if isinstance(body, bytes) and wrong.encode() in body:
+            body = body.replace(wrong.encode(), right.encode())
+        elif isinstance(body, str) and wrong in body:
+            body = body.replace(wrong, right)
+        return status, headers, body
+
+    _key_response_post.__wrapped__ = original
+    cls._key_response_post = _key_response_post
+    cls._tenantctl_complete_multipart_root = True
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -54,6 +84,7 @@ def main(argv=None):
     if any(a in ("-r", "--reload") for a in rest):
         parser.error("--reload is not supported: the reloader would drop the RDS patch")
     patch_moto()
+    patch_s3_complete_multipart()
     from moto import server
 
     sys.stdout.write(f"moto_server (tenantctl launcher) on http://{args.host}:{args.port}\n")

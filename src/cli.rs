@@ -71,6 +71,12 @@ pub enum Command {
     /// Change a tenant's tier, moving its data across isolation models (verified,
     /// resumable); finish a move or roll it back.
     Move(MoveArgs),
+    /// Export a tenant's database data (gzip CSV per table and a manifest) to S3 or a directory.
+    Export(ExportArgs),
+    /// Restore an export into a provisioned, empty tenant of any tier.
+    Import(ImportArgs),
+    /// The recorded exports, also of removed tenants: id, time, location, size, tables, rows.
+    Exports(ExportsArgs),
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -263,4 +269,31 @@ pub struct RollbackArgs {
 pub struct StatusArgs {
     /// Only the targets of these tenants.
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+    /// Write the export here instead of the archive location (`[archive]`): a new or empty
+    /// local directory, or an `s3://BUCKET/PREFIX/` with nothing under it.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX/")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The tenant to restore into: declared, provisioned and without rows.
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+    /// The export: its `s3://BUCKET/PREFIX/` or the directory written by `export --to`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX/")]
+    pub from: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportsArgs {
+    /// Only the exports of this tenant.
+    #[arg(allow_hyphen_values = true)]
+    pub id: Option<String>,
 }

@@ -30,6 +30,9 @@ pub struct Config {
     pub terraform: TerraformConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Where `tenantctl export` writes (see `src/archive`).
+    #[serde(default)]
+    pub archive: crate::archive::ArchiveConfig,
     #[serde(default)]
     pub moves: MovesConfig,
     #[serde(default)]
@@ -449,6 +452,7 @@ impl Config {
         if let Some(ns) = &self.metrics.namespace {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
+        self.archive.validate()?;
         Ok(())
     }
 

@@ -41,12 +41,18 @@ pub fn is_lock_held(err: &anyhow::Error) -> bool {
 }
 
 /// Maps an error to its exit code: 130 when anything in the chain is an interrupt, 4 for
-/// a held lock, else 1.
+/// a held lock, 3 for an export that fails verification, else 1.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     if err.chain().any(|e| e.is::<Interrupted>()) {
         INTERRUPTED
     } else if is_lock_held(err) {
         LOCKED
+    } else if err
+        .chain()
+        .any(|e| e.is::<crate::archive::VerificationFailed>())
+    {
+        // An export that does not match its manifest fails verification, as drift does.
+        Outcome::Drift.code()
     } else {
         ERROR
     }

@@ -4,6 +4,9 @@
 pub mod add;
 pub mod apply;
 pub mod db;
+pub mod export;
+pub mod exports;
+pub mod import;
 pub mod init;
 pub mod list;
 pub mod move_tenant;
@@ -83,6 +86,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Move(args) => move_tenant::run(&ctx, args).await,
         Command::Db { action } => db::run(&ctx, action).await,
+        Command::Export(args) => export::run(&ctx, args).await,
+        Command::Import(args) => import::run(&ctx, args).await,
+        Command::Exports(args) => exports::run(&ctx, args).await,
     }
 }
 
