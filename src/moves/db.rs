@@ -85,6 +85,9 @@ pub struct CopyMismatch {
     pub tables: Vec<String>,
 }
 
+/// Bytes of rows sent to the destination at once (one COPY message).
+const COPY_BATCH: usize = 256 * 1024;
+
 /// The server a side's database lives on: logins are per server.
 fn server(db: &Database, target: &Target) -> Option<(String, u16)> {
     let ep: &Endpoint = match &target.location {
@@ -316,9 +319,21 @@ pub async fn copy(
             let sink = dest.model.copy_in(&dst, d).await?;
             futures::pin_mut!(sink);
             futures::pin_mut!(stream);
+            // The server sends one message per row: sending (and flushing) each on its
+            // own costs a write per row. Rows are batched into bounded buffers instead,
+            // so memory stays flat and the destination gets large writes.
+            let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.pg_context(|| format!("cannot read {}", s.qualified()))?;
-                sink.send(chunk)
+                batch.extend_from_slice(&chunk);
+                if batch.len() >= COPY_BATCH {
+                    sink.send(batch.split().freeze())
+                        .await
+                        .pg_context(|| format!("cannot write {}", d.qualified()))?;
+                }
+            }
+            if !batch.is_empty() {
+                sink.send(batch.split().freeze())
                     .await
                     .pg_context(|| format!("cannot write {}", d.qualified()))?;
             }
