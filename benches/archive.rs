@@ -7,7 +7,9 @@
 //! Not a timed test: it prints figures for the README. It starts its own PostgreSQL
 //! (initdb + pg_ctl, default durability) and stops it at the end. The same runs at a
 //! tenth of the size first show whether tenantctl's memory grows with the tenant (it
-//! should not: everything streams). `BENCH_ROWS=200000` runs a smaller tenant.
+//! should not: everything streams). `BENCH_ROWS=200000` runs a smaller tenant;
+//! `BENCH_TENANTCTL_BIN=target/release/tenantctl cargo test --bench archive` measures a
+//! given binary with a quickly built harness.
 //!
 //! The two sides do not do the same work, and the table says so: pg_dump copies the
 //! tables as they lie; `tenantctl export` reads them in one snapshot ordered by all
@@ -167,7 +169,11 @@ fn main() {
         .unwrap_or(1_000_000);
     let accounts = (rows / 10).max(10);
     let small = (accounts / 10).max(1);
-    let bin = env!("CARGO_BIN_EXE_tenantctl");
+    // Another build can be measured (say a release binary while this harness runs as a
+    // quick debug build: `cargo test --bench archive`).
+    let bin = std::env::var("BENCH_TENANTCTL_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tenantctl").to_string());
+    let bin = bin.as_str();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -267,10 +273,12 @@ fn main() {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        let build = if cfg!(debug_assertions) {
-            "debug build: run `cargo bench` for release figures"
-        } else {
-            "release build"
+        let build = match std::env::var("BENCH_TENANTCTL_BIN") {
+            Ok(b) => format!("tenantctl: {b}"),
+            Err(_) if cfg!(debug_assertions) => {
+                "debug build: run `cargo bench` for release figures".to_string()
+            }
+            Err(_) => "release build".to_string(),
         };
         println!(
             "\nexport/import of one bridge tenant ({cores} cores, PostgreSQL with default durability, {build})\n"
