@@ -244,7 +244,7 @@ async fn run_move(
     bar: &ProgressBar,
 ) -> Result<Option<MoveReport>> {
     let rec = svc.records.get(&spec.id).await?;
-    let decision = flow::decide(&rec, spec.tier)?;
+    let decision = flow::decide(&spec.id, &rec, spec.tier)?;
     if decision == Decision::None {
         return Ok(None);
     }
@@ -318,15 +318,16 @@ pub async fn verify_tenant(
     secret: Option<&DbSecret>,
 ) -> Result<Vec<Check>> {
     // During a move the tenant is what its journal says, not yet (or no longer) what
-    // its file says.
-    let (spec, opts) = svc.render_options(spec).await?;
-    let spec = &spec;
+    // its file says. A caller that rendered already (apply) passes the spec it
+    // rendered, so the record is read only here, when nothing was rendered.
     let owned;
-    let rendered = match rendered {
-        Some(r) => r,
+    let (spec, rendered) = match rendered {
+        Some(r) => (spec, r),
         None => {
-            owned = svc.render(spec, opts)?;
-            &owned
+            let (spec, opts) = svc.render_options(spec).await?;
+            let root = svc.render(&spec, opts)?;
+            owned = (spec, root);
+            (&owned.0, &owned.1)
         }
     };
     let mut checks = crate::verify::verify_aws(&svc.aws, &rendered.inputs).await;

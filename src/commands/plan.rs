@@ -4,6 +4,7 @@
 //! row counts the copy will carry, and Terraform's plan of where the move ends.
 //! Exit 0 no changes, 2 changes pending, 1 error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -27,21 +28,21 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
     let mut svc = Services::new(ctx, false).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
-    // Only a pending move needs the database (to count the rows it will copy).
-    let mut moving = false;
+    // Each tenant's record is read once: what its move (if any) will do. Only a pending
+    // move needs the database (to count the rows it will copy).
+    let mut decisions = HashMap::new();
     for spec in &specs {
         let rec = svc.records.get(&spec.id).await?;
-        moving |= flow::decide(&rec, spec.tier)? != Decision::None;
+        decisions.insert(spec.id.clone(), flow::decide(&spec.id, &rec, spec.tier)?);
     }
-    if moving {
+    if decisions.values().any(|d| *d != Decision::None) {
         let db = Database::from_workspace(&ctx.ws)?.with_aws(svc.aws.clone());
         svc.db = Some(Arc::new(db));
     }
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
+        let decision = decisions.get(&spec.id).cloned().unwrap_or(Decision::None);
         async move {
-            let rec = svc.records.get(&spec.id).await?;
-            let decision = flow::decide(&rec, spec.tier)?;
             let (rspec, ropts) = end_state(svc, &spec, &decision).await?;
             let moved = planned_move(svc, &spec.id, &decision).await?;
             let rendered = svc.render(&rspec, ropts)?;

@@ -85,6 +85,11 @@ pub struct CopyMismatch {
     pub tables: Vec<String>,
 }
 
+/// ` WHERE <filter>`, or nothing when the whole table is the tenant's.
+fn where_clause(filter: Option<&str>) -> String {
+    filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+}
+
 /// Bytes of rows sent to the destination at once (one COPY message).
 const COPY_BATCH: usize = 256 * 1024;
 
@@ -241,7 +246,7 @@ async fn fingerprint(
                  ), 0)::text
                  FROM {t}{cond}",
                 t = table.qualified(),
-                cond = filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
+                cond = where_clause(filter),
             ),
             &[],
         )
@@ -262,10 +267,7 @@ pub async fn inventory(db: &Database, source: &Side) -> Result<Vec<(String, i64)
                 &format!(
                     "SELECT pg_catalog.count(*) FROM {}{}",
                     t.qualified(),
-                    filter
-                        .as_deref()
-                        .map(|f| format!(" WHERE {f}"))
-                        .unwrap_or_default()
+                    where_clause(filter.as_deref())
                 ),
                 &[],
             )
@@ -306,10 +308,7 @@ pub async fn copy(
             dst.batch_execute(&format!(
                 "DELETE FROM {}{}",
                 d.qualified(),
-                dst_filter
-                    .as_deref()
-                    .map(|f| format!(" WHERE {f}"))
-                    .unwrap_or_default()
+                where_clause(dst_filter.as_deref())
             ))
             .await
             .pg_context(|| format!("cannot clear {}", d.qualified()))?;
@@ -396,10 +395,7 @@ pub async fn clear_destination(db: &Database, source: &Side, dest: &Side) -> Res
         body.push_str(&format!(
             "DELETE FROM {}{};\n",
             d.qualified(),
-            filter
-                .as_deref()
-                .map(|f| format!(" WHERE {f}"))
-                .unwrap_or_default()
+            where_clause(filter.as_deref())
         ));
     }
     setup_tx(&dst, &body).await

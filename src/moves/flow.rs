@@ -49,7 +49,7 @@ pub enum Decision {
 }
 
 /// Decides from the record (last applied tier, journal) and the desired tier.
-pub fn decide(rec: &TenantRecord, desired: Tier) -> Result<Decision> {
+pub fn decide(id: &TenantId, rec: &TenantRecord, desired: Tier) -> Result<Decision> {
     let same = |a: Tier, b: Tier| a.isolation() == b.isolation();
     if let Some(j) = &rec.moving {
         return Ok(if same(desired, j.to) {
@@ -68,7 +68,7 @@ pub fn decide(rec: &TenantRecord, desired: Tier) -> Result<Decision> {
             }
         } else {
             bail!(
-                "tenant moving {} → {} ({}) cannot move to {desired} too: one move at a time\nhint: finish this move first (`tenantctl move <id> --finish` once cut over) or roll it back (`tenantctl move <id> --rollback`)",
+                "tenant `{id}` moving {} → {} ({}) cannot move to {desired} too: one move at a time\nhint: finish this move first (`tenantctl move {id} --finish` once cut over) or roll it back (`tenantctl move {id} --rollback`)",
                 j.from,
                 j.to,
                 j.step
@@ -158,6 +158,28 @@ pub async fn run(
         Decision::Abort(j) => done(abort(svc, db, id, j, opts, bar).await?, false, true),
         Decision::Finish(j) => done(finish(svc, db, id, j, opts, bar).await?, true, false),
     })
+}
+
+/// Records that the tenant is applied as `rendered` at `tier`, with the journal as it now
+/// stands (`None`: the move is over).
+async fn record_applied(
+    svc: &Services,
+    id: &TenantId,
+    rendered: &RenderedRoot,
+    tier: Tier,
+    moving: Option<Journal>,
+) -> Result<()> {
+    svc.records
+        .update(id, |r| {
+            r.moving = moving;
+            r.last_apply = Some(ApplyRecord {
+                at: Utc::now(),
+                fingerprint: rendered.fingerprint.clone(),
+                provider_lock: lifecycle::lock_digest(&rendered.dir),
+                tier: tier.to_string(),
+            });
+        })
+        .await
 }
 
 async fn save(svc: &Services, id: &TenantId, j: &Journal) -> Result<()> {
@@ -319,19 +341,7 @@ async fn drive(
         j.step = Step::CutOver;
         j.cut_over_at = Some(now);
         j.retain_until = Some(now + Days::days(opts.retain_days as i64));
-        let to = j.to;
-        let record = j.clone();
-        svc.records
-            .update(id, |r| {
-                r.moving = Some(record);
-                r.last_apply = Some(ApplyRecord {
-                    at: now,
-                    fingerprint: rendered.fingerprint.clone(),
-                    provider_lock: lifecycle::lock_digest(&rendered.dir),
-                    tier: to.to_string(),
-                });
-            })
-            .await?;
+        record_applied(svc, id, &rendered, j.to, Some(j.clone())).await?;
     }
     Ok(j)
 }
@@ -383,18 +393,7 @@ async fn finish(
         mv::drop_source(db, &source, &dest).await?;
     }
     let rendered = converge(svc, id, &j, false, opts, bar).await?;
-    let to = j.to;
-    svc.records
-        .update(id, |r| {
-            r.moving = None;
-            r.last_apply = Some(ApplyRecord {
-                at: Utc::now(),
-                fingerprint: rendered.fingerprint.clone(),
-                provider_lock: lifecycle::lock_digest(&rendered.dir),
-                tier: to.to_string(),
-            });
-        })
-        .await?;
+    record_applied(svc, id, &rendered, j.to, None).await?;
     Ok(j)
 }
 
@@ -441,24 +440,17 @@ async fn abort(
         back.to = j.from;
     }
     let rendered = converge(svc, id, &back, false, opts, bar).await?;
-    let from = j.from;
-    svc.records
-        .update(id, |r| {
-            r.moving = None;
-            r.last_apply = Some(ApplyRecord {
-                at: Utc::now(),
-                fingerprint: rendered.fingerprint.clone(),
-                provider_lock: lifecycle::lock_digest(&rendered.dir),
-                tier: from.to_string(),
-            });
-        })
-        .await?;
+    record_applied(svc, id, &rendered, j.from, None).await?;
     Ok(j)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
 
     fn applied(tier: Tier) -> TenantRecord {
         TenantRecord {
@@ -488,11 +480,14 @@ mod tests {
     fn a_tier_change_across_isolation_models_is_a_move() {
         use Tier::*;
         assert_eq!(
-            decide(&TenantRecord::default(), Growth).unwrap(),
+            decide(&acme(), &TenantRecord::default(), Growth).unwrap(),
             Decision::None,
             "never applied: a plain first apply"
         );
-        assert_eq!(decide(&applied(Growth), Growth).unwrap(), Decision::None);
+        assert_eq!(
+            decide(&acme(), &applied(Growth), Growth).unwrap(),
+            Decision::None
+        );
         for (from, to) in [
             (Starter, Growth),
             (Growth, Starter),
@@ -502,7 +497,7 @@ mod tests {
             (Enterprise, Growth),
         ] {
             assert_eq!(
-                decide(&applied(from), to).unwrap(),
+                decide(&acme(), &applied(from), to).unwrap(),
                 Decision::Start { from, to }
             );
         }
@@ -512,23 +507,39 @@ mod tests {
     fn a_journal_resumes_aborts_rolls_back_or_finishes() {
         use Tier::*;
         let rec = moving(Starter, Growth, Step::Frozen);
-        assert!(matches!(decide(&rec, Growth).unwrap(), Decision::Resume(_)));
-        assert!(matches!(decide(&rec, Starter).unwrap(), Decision::Abort(_)));
-        let e = decide(&rec, Enterprise).unwrap_err().to_string();
+        assert!(matches!(
+            decide(&acme(), &rec, Growth).unwrap(),
+            Decision::Resume(_)
+        ));
+        assert!(matches!(
+            decide(&acme(), &rec, Starter).unwrap(),
+            Decision::Abort(_)
+        ));
+        let e = decide(&acme(), &rec, Enterprise).unwrap_err().to_string();
         assert!(e.contains("one move at a time"), "{e}");
 
         let rec = moving(Starter, Growth, Step::CutOver);
-        assert_eq!(decide(&rec, Growth).unwrap(), Decision::None, "retained");
+        assert_eq!(
+            decide(&acme(), &rec, Growth).unwrap(),
+            Decision::None,
+            "retained"
+        );
         assert!(matches!(
-            decide(&rec, Starter).unwrap(),
+            decide(&acme(), &rec, Starter).unwrap(),
             Decision::Rollback(_)
         ));
 
         let mut rec = moving(Starter, Growth, Step::CutOver);
         rec.moving.as_mut().unwrap().retain_until = Some(Utc::now() - Days::days(1));
-        assert!(matches!(decide(&rec, Growth).unwrap(), Decision::Finish(_)));
+        assert!(matches!(
+            decide(&acme(), &rec, Growth).unwrap(),
+            Decision::Finish(_)
+        ));
         let rec = moving(Starter, Growth, Step::Finishing);
-        assert!(matches!(decide(&rec, Growth).unwrap(), Decision::Finish(_)));
+        assert!(matches!(
+            decide(&acme(), &rec, Growth).unwrap(),
+            Decision::Finish(_)
+        ));
     }
 
     #[test]
