@@ -194,6 +194,7 @@ pub async fn apply_tenant(
     rendered.write(&svc.ctx.ws)?;
     let replace = repairs(svc, spec).await?;
     let changes = converge(svc, &rspec, &rendered, opts.lock_timeout, replace, &bar).await?;
+    crate::moves::pause::point("database").await;
     svc.ctx.interrupt.check()?;
     bar.set_message("database");
     // Read once: provisioning sets the role's password from it, verify logs in with it.
@@ -275,7 +276,9 @@ pub async fn converge(
     replace: Vec<String>,
     bar: &ProgressBar,
 ) -> Result<ChangeSummary> {
-    let tf = svc.terraform(spec, "apply", bar.clone())?;
+    let tf = svc
+        .terraform(spec, "apply", bar.clone())?
+        .with_lock_timeout(lock_timeout);
     tf.init().await?;
     let pending = tf
         .plan(PlanOptions {

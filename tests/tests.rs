@@ -18,6 +18,7 @@ mod migrate_metrics;
 mod module_contract;
 mod moves;
 mod render;
+mod runner_death;
 mod silo_admin;
 mod support;
 mod tier_moves;
