@@ -280,19 +280,31 @@ pub async fn converge(
         .terraform(spec, "apply", bar.clone())?
         .with_lock_timeout(lock_timeout);
     tf.init().await?;
-    let pending = tf
-        .plan(PlanOptions {
-            destroy: false,
-            lock_timeout,
-            replace,
-        })
-        .await?;
-    if pending.is_empty() {
-        let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
-        Ok(ChangeSummary::default())
-    } else {
-        tf.apply_plan(lock_timeout).await
+    let adopted = crate::adopt::prepare(&svc.aws, &tf, &rendered.inputs, &rendered.dir).await?;
+    for a in &adopted {
+        svc.ctx.info(format!(
+            "{}: adopting {} (exists in AWS, missing from state)",
+            spec.id, a.what
+        ));
     }
+    let result = async {
+        let pending = tf
+            .plan(PlanOptions {
+                destroy: false,
+                lock_timeout,
+                replace,
+            })
+            .await?;
+        if pending.is_empty() {
+            let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
+            Ok(ChangeSummary::default())
+        } else {
+            tf.apply_plan(lock_timeout).await
+        }
+    }
+    .await;
+    crate::adopt::clear(&rendered.dir);
+    result
 }
 
 /// Resources to replace because the last verification found drift Terraform cannot see.

@@ -1,6 +1,7 @@
 //! One integration-test binary; modules grouped by topic. Shared servers (moto,
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
+mod adoption;
 mod bad_input;
 mod cli_snapshots;
 mod db_hijack;
