@@ -119,7 +119,7 @@ fn resource_tagged_for_another_tenant_is_refused() {
     let run = ws.tenantctl(&["add", &id, "--tier", "starter"]);
     run.assert_code(1);
     let err = run.stderr();
-    assert!(err.contains("belongs to another tenant"), "{}", run.dump());
+    assert!(err.contains("belong to another tenant"), "{}", run.dump());
     assert!(
         err.contains(&format!("IAM role `{role}` (tagged for `globex`)")),
         "{}",
