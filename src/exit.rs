@@ -35,7 +35,10 @@ pub fn is_lock_held(err: &anyhow::Error) -> bool {
             || e.is::<crate::moves::lock::MoveLockHeld>()
             || matches!(
                 e.downcast_ref::<crate::terraform::TerraformError>(),
-                Some(crate::terraform::TerraformError::Locked { .. })
+                Some(
+                    crate::terraform::TerraformError::Locked { .. }
+                        | crate::terraform::TerraformError::Busy { .. }
+                )
             )
     })
 }

@@ -15,6 +15,7 @@
 //! else matches on the isolation. `commands/` holds one file per subcommand; `fleet` runs
 //! many tenants with bounded parallelism.
 
+pub mod adopt;
 pub mod archive;
 pub mod aws;
 pub mod cli;

@@ -194,6 +194,7 @@ pub async fn apply_tenant(
     rendered.write(&svc.ctx.ws)?;
     let replace = repairs(svc, spec).await?;
     let changes = converge(svc, &rspec, &rendered, opts.lock_timeout, replace, &bar).await?;
+    crate::moves::pause::point("database").await;
     svc.ctx.interrupt.check()?;
     bar.set_message("database");
     // Read once: provisioning sets the role's password from it, verify logs in with it.
@@ -275,21 +276,35 @@ pub async fn converge(
     replace: Vec<String>,
     bar: &ProgressBar,
 ) -> Result<ChangeSummary> {
-    let tf = svc.terraform(spec, "apply", bar.clone())?;
+    let tf = svc
+        .terraform(spec, "apply", bar.clone())?
+        .with_lock_timeout(lock_timeout);
     tf.init().await?;
-    let pending = tf
-        .plan(PlanOptions {
-            destroy: false,
-            lock_timeout,
-            replace,
-        })
-        .await?;
-    if pending.is_empty() {
-        let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
-        Ok(ChangeSummary::default())
-    } else {
-        tf.apply_plan(lock_timeout).await
+    let adopted = crate::adopt::prepare(&svc.aws, &tf, &rendered.inputs, &rendered.dir).await?;
+    for a in &adopted {
+        svc.ctx.info(format!(
+            "{}: adopting {} (exists in AWS, missing from state)",
+            spec.id, a.what
+        ));
     }
+    let result = async {
+        let pending = tf
+            .plan(PlanOptions {
+                destroy: false,
+                lock_timeout,
+                replace,
+            })
+            .await?;
+        if pending.is_empty() {
+            let _ = std::fs::remove_file(rendered.dir.join("tfplan"));
+            Ok(ChangeSummary::default())
+        } else {
+            tf.apply_plan(lock_timeout).await
+        }
+    }
+    .await;
+    crate::adopt::clear(&rendered.dir);
+    result
 }
 
 /// Resources to replace because the last verification found drift Terraform cannot see.

@@ -1,23 +1,33 @@
 //! The subprocess wrapper around `terraform` (or `tofu`).
 //!
-//! Every run: `CHECKPOINT_DISABLE=1`, `-input=false`, its own process group, stdin closed,
-//! stdout and stderr read concurrently (a child that fills one pipe while the parent reads
-//! the other deadlocks), both appended to the tenant's log file. Plans and applies use
-//! `-json`, whose UI events drive the progress line and whose diagnostics become the error
-//! text. Ctrl-C reaches only tenantctl (the child has its own process group); tenantctl
-//! forwards exactly one SIGINT so Terraform stops gracefully — it finishes the resource in
-//! flight, persists state and releases the lock — and then reports [`Interrupted`].
+//! Every run: `CHECKPOINT_DISABLE=1`, `-input=false`, its own process group, stdin closed.
+//! Terraform's stdout and stderr go to files beside the tenant's log, never to a pipe:
+//! a pipe ties Terraform's life to tenantctl's (a killed tenantctl makes Terraform die of
+//! SIGPIPE mid-apply, with created resources missing from state). tenantctl follows the
+//! files while the child runs, appends them to the log, and reads the `-json` UI events
+//! from them (progress line, diagnostics for the error text, the change summary).
+//!
+//! While Terraform runs, a marker in the root (`.tenantctl-terraform.json`: pid, command,
+//! start time) says who holds the tenant. A run that finds a live marker (tenantctl was
+//! killed, Terraform lives on) waits for that Terraform up to `--lock-timeout`, or fails
+//! with [`TerraformError::Busy`] (exit 4); a marker whose process is gone is removed.
+//!
+//! Ctrl-C reaches only tenantctl (the child has its own process group); tenantctl forwards
+//! it as Terraform's CLI expects (see [`crate::interrupt`]): a first SIGINT stops Terraform
+//! gracefully, a second makes it abort at once; then it reports [`Interrupted`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 use crate::exit::Interrupted;
@@ -44,6 +54,17 @@ pub enum TerraformError {
         operation: String,
         created: String,
     },
+    #[error(
+        "`{label}` is held by a Terraform process still running: pid {pid} (`{command}`), started {since} ({ago} ago)\nhint: it finishes, saves state and releases the lock on its own (its output is in `{output}`); rerun later, or pass `--lock-timeout SECONDS` to wait for it"
+    )]
+    Busy {
+        label: String,
+        pid: u32,
+        command: String,
+        since: String,
+        ago: String,
+        output: String,
+    },
     #[error("`{command}` failed for `{label}` (exit {code}):\n{message}")]
     Failed {
         label: String,
@@ -59,11 +80,18 @@ pub struct ChangeSummary {
     pub add: u64,
     pub change: u64,
     pub remove: u64,
+    /// Resources imported (adopted orphans, see `crate::adopt`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub import: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ChangeSummary {
     pub fn is_empty(&self) -> bool {
-        self.add == 0 && self.change == 0 && self.remove == 0
+        self.add == 0 && self.change == 0 && self.remove == 0 && self.import == 0
     }
 }
 
@@ -73,7 +101,11 @@ impl std::fmt::Display for ChangeSummary {
             f,
             "{} to add, {} to change, {} to destroy",
             self.add, self.change, self.remove
-        )
+        )?;
+        if self.import > 0 {
+            write!(f, ", {} to import", self.import)?;
+        }
+        Ok(())
     }
 }
 
@@ -93,6 +125,12 @@ pub struct Terraform {
     dir: PathBuf,
     label: String,
     log: Arc<Mutex<Option<std::fs::File>>>,
+    log_path: Option<PathBuf>,
+    /// Numbers the output files of this root's runs.
+    seq: Arc<AtomicU32>,
+    /// Seconds to wait for a Terraform an earlier run left running (the last
+    /// `--lock-timeout` seen: set by the builder, and by each plan or apply).
+    lock_timeout: Arc<AtomicU64>,
     interrupt: Interrupt,
     progress: ProgressBar,
 }
@@ -134,6 +172,9 @@ impl Terraform {
             dir: dir.into(),
             label: label.into(),
             log: Arc::new(Mutex::new(log)),
+            log_path: log_path.map(Path::to_path_buf),
+            seq: Arc::new(AtomicU32::new(0)),
+            lock_timeout: Arc::new(AtomicU64::new(0)),
             interrupt,
             progress: ProgressBar::hidden(),
         })
@@ -142,6 +183,13 @@ impl Terraform {
     /// Shows Terraform's progress on this bar.
     pub fn with_progress(mut self, bar: ProgressBar) -> Terraform {
         self.progress = bar;
+        self
+    }
+
+    /// Seconds to wait for a Terraform still running from an earlier (killed) run before
+    /// starting this root's first command (`init`); plans and applies use their own.
+    pub fn with_lock_timeout(self, seconds: u64) -> Terraform {
+        self.lock_timeout.store(seconds, Ordering::SeqCst);
         self
     }
 
@@ -172,6 +220,7 @@ impl Terraform {
     /// (empty when there are none).
     pub async fn plan(&self, opts: PlanOptions) -> Result<ChangeSummary> {
         self.progress.set_message("plan");
+        self.lock_timeout.store(opts.lock_timeout, Ordering::SeqCst);
         let lock = format!("-lock-timeout={}s", opts.lock_timeout);
         let replace: Vec<String> = opts
             .replace
@@ -194,9 +243,8 @@ impl Terraform {
         match r.code {
             0 => Ok(ChangeSummary::default()),
             2 => Ok(r.changes.unwrap_or(ChangeSummary {
-                add: 0,
                 change: 1,
-                remove: 0,
+                ..ChangeSummary::default()
             })),
             _ => {
                 self.check(&r, "terraform plan")?;
@@ -208,6 +256,7 @@ impl Terraform {
     /// Applies the saved plan and removes it (a plan file is not kept lying around).
     pub async fn apply_plan(&self, lock_timeout: u64) -> Result<ChangeSummary> {
         self.progress.set_message("apply");
+        self.lock_timeout.store(lock_timeout, Ordering::SeqCst);
         let lock = format!("-lock-timeout={lock_timeout}s");
         let r = self
             .run(&["apply", "-input=false", "-json", &lock, "tfplan"], true)
@@ -266,15 +315,101 @@ impl Terraform {
         .into())
     }
 
+    /// `terraform state list`: the addresses in the root's state (empty before the first
+    /// apply).
+    pub async fn state_list(&self) -> Result<Vec<String>> {
+        let r = self.run(&["state", "list", "-no-color"], false).await?;
+        if r.code != 0 && r.stderr.contains("No state file was found") {
+            return Ok(Vec::new());
+        }
+        self.check(&r, "terraform state list")?;
+        Ok(r.stdout.lines().map(str::to_string).collect())
+    }
+
+    /// Where a run's stdout and stderr go: beside the tenant's log (or in the root).
+    fn output_paths(&self, subcommand: &str) -> (PathBuf, PathBuf) {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        let (dir, stem) = match &self.log_path {
+            Some(p) => (
+                p.parent().map(Path::to_path_buf).unwrap_or_default(),
+                p.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            None => (self.dir.clone(), ".terraform-run".to_string()),
+        };
+        let base = format!("{stem}.{n}-{subcommand}");
+        (
+            dir.join(format!("{base}.stdout")),
+            dir.join(format!("{base}.stderr")),
+        )
+    }
+
+    /// Waits for a Terraform that an earlier run started in this root and that is still
+    /// running (that run was killed); removes a marker whose process is gone.
+    async fn wait_for_orphan(&self) -> Result<()> {
+        let timeout = Duration::from_secs(self.lock_timeout.load(Ordering::SeqCst));
+        let deadline = Instant::now() + timeout;
+        let mut announced = false;
+        loop {
+            let Some(m) = RunMarker::read(&self.dir) else {
+                return Ok(());
+            };
+            if !m.alive() {
+                if !announced {
+                    self.log_line(&format!(
+                        "# removed a stale marker: pid {} (`{}`, started {}) is gone",
+                        m.pid, m.command, m.started
+                    ));
+                }
+                RunMarker::remove(&self.dir);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let ago = (Utc::now() - m.started).to_std().unwrap_or_default();
+                return Err(TerraformError::Busy {
+                    label: self.label.clone(),
+                    pid: m.pid,
+                    command: m.command.clone(),
+                    since: m.started.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    ago: humanize(ago),
+                    output: m.output.display().to_string(),
+                }
+                .into());
+            }
+            if !announced {
+                announced = true;
+                let msg = format!(
+                    "{}: waiting for Terraform pid {} (`{}`, started {}) still running from an earlier run",
+                    self.label,
+                    m.pid,
+                    m.command,
+                    m.started.format("%H:%M:%S UTC")
+                );
+                self.log_line(&format!("# {msg}"));
+                self.progress
+                    .set_message("waiting for an earlier Terraform");
+                crate::output::status_line(&msg);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = self.interrupt.wait() => return Err(Interrupted.into()),
+            }
+        }
+    }
+
     async fn run(&self, args: &[&str], json_ui: bool) -> Result<RunResult> {
         // Refuse to start new work once interrupted; work in flight finishes gracefully.
         self.interrupt.check()?;
-        self.log_line(&format!(
-            "$ {} {} (in {})",
-            self.binary,
-            args.join(" "),
-            self.dir.display()
-        ));
+        self.wait_for_orphan().await?;
+        let (out_path, err_path) = self.output_paths(args[0]);
+        let create = |p: &Path| {
+            std::fs::File::create(p).with_context(|| format!("cannot create `{}`", p.display()))
+        };
+        let out_file = create(&out_path)?;
+        let err_file = create(&err_path)?;
+        let command = format!("{} {}", self.binary, args.join(" "));
+        self.log_line(&format!("$ {command} (in {})", self.dir.display()));
         let mut cmd = Command::new(&self.binary);
         cmd.args(args)
             .current_dir(&self.dir)
@@ -282,8 +417,8 @@ impl Terraform {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(out_file))
+            .stderr(Stdio::from(err_file))
             .process_group(0)
             .kill_on_drop(false);
         let mut child = cmd.spawn().map_err(|source| TerraformError::Spawn {
@@ -291,60 +426,102 @@ impl Terraform {
             source,
         })?;
         let pid = child.id();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
+        if let Some(pid) = pid {
+            RunMarker {
+                pid,
+                proc_start: proc_start_ticks(pid),
+                command: command.clone(),
+                started: Utc::now(),
+                tenantctl_pid: std::process::id(),
+                output: out_path.clone(),
+            }
+            .write(&self.dir);
+        }
 
+        let done = Arc::new(AtomicBool::new(false));
         let me = self.clone();
-        let out_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
+        let out_task = tokio::spawn(follow(out_path.clone(), done.clone(), {
             let mut text = String::new();
             let mut diagnostics = Vec::new();
             let mut changes = None;
-            while let Ok(Some(line)) = lines.next_line().await {
-                me.log_line(&line);
-                if json_ui {
-                    if let Ok(ev) = serde_json::from_str::<UiEvent>(&line) {
-                        me.handle_event(&ev, &mut diagnostics, &mut changes);
+            move |line: Option<&str>| match line {
+                Some(line) => {
+                    me.log_line(line);
+                    if json_ui {
+                        if let Ok(ev) = serde_json::from_str::<UiEvent>(line) {
+                            me.handle_event(&ev, &mut diagnostics, &mut changes);
+                        }
+                    } else {
+                        text.push_str(line);
+                        text.push('\n');
                     }
-                } else {
-                    text.push_str(&line);
-                    text.push('\n');
+                    None
                 }
+                None => Some((
+                    std::mem::take(&mut text),
+                    std::mem::take(&mut diagnostics),
+                    changes.take(),
+                )),
             }
-            (text, diagnostics, changes)
-        });
+        }));
         let me = self.clone();
-        let err_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
+        let err_task = tokio::spawn(follow(err_path.clone(), done.clone(), {
             let mut text = String::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                me.log_line(&line);
-                text.push_str(&line);
-                text.push('\n');
+            move |line: Option<&str>| match line {
+                Some(line) => {
+                    me.log_line(line);
+                    text.push_str(line);
+                    text.push('\n');
+                    None
+                }
+                None => Some(std::mem::take(&mut text)),
             }
-            text
-        });
+        }));
 
+        let sigint = |why: &str| {
+            if let Some(pid) = pid {
+                self.log_line(&format!("# {why}: SIGINT to pid {pid}"));
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+            }
+        };
         let mut interrupted = false;
+        let mut aborted = false;
         let status = tokio::select! {
             s = child.wait() => s?,
             _ = self.interrupt.wait() => {
                 interrupted = true;
-                if let Some(pid) = pid {
-                    // One SIGINT: graceful stop. A second would make Terraform abort hard.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-                }
+                // First SIGINT: Terraform stops gracefully.
+                sigint("interrupt");
                 self.progress.set_message("interrupted: waiting for Terraform to save state");
-                child.wait().await?
+                tokio::select! {
+                    s = child.wait() => s?,
+                    _ = self.interrupt.wait_hard() => {
+                        // Second: Terraform aborts at once, as its own CLI does.
+                        aborted = true;
+                        sigint("second interrupt");
+                        self.progress.set_message("aborting Terraform");
+                        child.wait().await?
+                    }
+                }
             }
         };
-        let (stdout, diagnostics, changes) = out_task.await?;
-        let stderr = err_task.await?;
+        RunMarker::remove_if_pid(&self.dir, pid);
+        done.store(true, Ordering::SeqCst);
+        let (stdout, diagnostics, changes) = out_task.await??;
+        let stderr = err_task.await??;
+        // Everything is in the log now; the files stay only when tenantctl dies first.
+        let _ = std::fs::remove_file(&out_path);
+        let _ = std::fs::remove_file(&err_path);
         let code = status.code().unwrap_or(-1);
         self.log_line(&format!("# exit {code}"));
         if interrupted {
+            let how = if aborted {
+                "aborted by a second interrupt: resources in flight may be missing from state; the next apply adopts them"
+            } else {
+                "state was saved"
+            };
             return Err(anyhow::Error::new(Interrupted).context(format!(
-                "`terraform {}` for `{}` was interrupted (exit {code}); state was saved",
+                "`terraform {}` for `{}` was interrupted (exit {code}); {how}",
                 args[0], self.label
             )));
         }
@@ -452,6 +629,123 @@ fn parse_lock_error(message: &str, label: &str) -> Option<TerraformError> {
     })
 }
 
+/// Follows a file another process writes (Terraform's output), handing each complete
+/// line to `sink(Some(line))` while the writer runs; once `done` is set (the writer has
+/// exited) it reads to the end and returns `sink(None)`.
+async fn follow<T, F>(path: PathBuf, done: Arc<AtomicBool>, mut sink: F) -> Result<T>
+where
+    F: FnMut(Option<&str>) -> Option<T>,
+{
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut ending = false;
+    loop {
+        let n = file.read(&mut chunk).await?;
+        if n > 0 {
+            pending.extend_from_slice(&chunk[..n]);
+            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line[..i]);
+                sink(Some(line.trim_end_matches('\r')));
+            }
+            continue;
+        }
+        if ending {
+            break;
+        }
+        // Read once more after the writer is seen done: what it wrote last is drained.
+        ending = done.load(Ordering::SeqCst);
+        if !ending {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if !pending.is_empty() {
+        sink(Some(&String::from_utf8_lossy(&pending)));
+    }
+    Ok(sink(None).expect("the sink returns its result at the end"))
+}
+
+/// Who runs Terraform in a root right now: written when Terraform starts, removed when
+/// tenantctl sees it exit. Left behind when tenantctl dies first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunMarker {
+    pid: u32,
+    /// The process's start time (clock ticks since boot, `/proc/<pid>/stat`), so a
+    /// reused pid is not mistaken for the Terraform that held the root.
+    proc_start: Option<u64>,
+    command: String,
+    started: DateTime<Utc>,
+    tenantctl_pid: u32,
+    output: PathBuf,
+}
+
+const MARKER: &str = ".tenantctl-terraform.json";
+
+impl RunMarker {
+    fn read(dir: &Path) -> Option<RunMarker> {
+        let text = std::fs::read_to_string(dir.join(MARKER)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn write(&self, dir: &Path) {
+        let tmp = dir.join(format!("{MARKER}.tmp"));
+        let ok = serde_json::to_vec_pretty(self)
+            .ok()
+            .and_then(|b| std::fs::write(&tmp, b).ok())
+            .and_then(|_| std::fs::rename(&tmp, dir.join(MARKER)).ok());
+        if ok.is_none() {
+            tracing::warn!("cannot write `{}`", dir.join(MARKER).display());
+        }
+    }
+
+    fn remove(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(MARKER));
+    }
+
+    fn remove_if_pid(dir: &Path, pid: Option<u32>) {
+        if let (Some(m), Some(pid)) = (RunMarker::read(dir), pid)
+            && m.pid == pid
+        {
+            RunMarker::remove(dir);
+        }
+    }
+
+    /// Whether the recorded Terraform still runs (a zombie or a reused pid does not).
+    fn alive(&self) -> bool {
+        let pid = self.pid as libc::pid_t;
+        let exists = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !exists {
+            return false;
+        }
+        match proc_stat(self.pid) {
+            Some((state, start)) => {
+                state != 'Z' && self.proc_start.is_none_or(|recorded| recorded == start)
+            }
+            None => true,
+        }
+    }
+}
+
+/// State and start time of a process, from `/proc/<pid>/stat` (Linux; None elsewhere).
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields start after it.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // starttime is field 22 of the whole line, the 20th after the name.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn proc_start_ticks(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start)| start)
+}
+
 pub fn humanize(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 60.0 {
@@ -487,7 +781,8 @@ mod tests {
             ChangeSummary {
                 add: 3,
                 change: 0,
-                remove: 0
+                remove: 0,
+                import: 0,
             }
         );
     }

@@ -1,6 +1,7 @@
 //! One integration-test binary; modules grouped by topic. Shared servers (moto,
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
+mod adoption;
 mod archive;
 mod bad_input;
 mod cli_snapshots;
@@ -19,6 +20,7 @@ mod migrate_metrics;
 mod module_contract;
 mod moves;
 mod render;
+mod runner_death;
 mod silo_admin;
 mod support;
 mod tier_moves;
