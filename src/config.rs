@@ -91,6 +91,10 @@ pub struct PlatformValues {
     pub image: Option<String>,
     /// Whether `platform apply` creates an ALB (false against the emulator: 60 s each).
     pub create_load_balancer: Option<bool>,
+    /// The ALB's certificate (ACM, for `*.<domain>`): required with a load balancer, which
+    /// listens on HTTPS only and redirects HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
 }
 
 impl PlatformValues {
@@ -118,6 +122,7 @@ impl PlatformValues {
             dns_target_zone_id: pick(&self.dns_target_zone_id, &recorded.dns_target_zone_id),
             image: pick(&self.image, &recorded.image),
             create_load_balancer: pick(&self.create_load_balancer, &recorded.create_load_balancer),
+            certificate_arn: pick(&self.certificate_arn, &recorded.certificate_arn),
         }
     }
 }
@@ -498,6 +503,9 @@ domain = "example.com"
 # service_security_group_ids = ["sg-..."]
 # dns_target_name = "my-alb-123.us-east-1.elb.amazonaws.com"
 # dns_target_zone_id = "Z35SXDOTRQ7X7K"
+# The platform's load balancer serves HTTPS only (HTTP redirects): it needs an ACM
+# certificate for *.<domain> (or create_load_balancer = false).
+# certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/..."
 image = "public.ecr.aws/nginx/nginx:stable"
 
 [database]

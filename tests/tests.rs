@@ -17,6 +17,7 @@ mod lifecycle;
 mod migrate_metrics;
 mod module_contract;
 mod moves;
+mod platform_https;
 mod render;
 mod silo_admin;
 mod support;
