@@ -2,6 +2,7 @@
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
 mod bad_input;
+mod ci;
 mod cli_snapshots;
 mod db_hijack;
 mod db_isolation;
