@@ -94,6 +94,10 @@ pub struct PlatformValues {
     pub image: Option<String>,
     /// Whether `platform apply` creates an ALB (false against the emulator: 60 s each).
     pub create_load_balancer: Option<bool>,
+    /// The ALB's certificate (ACM, for `*.<domain>`): required with a load balancer, which
+    /// listens on HTTPS only and redirects HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_arn: Option<String>,
 }
 
 impl PlatformValues {
@@ -121,6 +125,7 @@ impl PlatformValues {
             dns_target_zone_id: pick(&self.dns_target_zone_id, &recorded.dns_target_zone_id),
             image: pick(&self.image, &recorded.image),
             create_load_balancer: pick(&self.create_load_balancer, &recorded.create_load_balancer),
+            certificate_arn: pick(&self.certificate_arn, &recorded.certificate_arn),
         }
     }
 }
@@ -378,13 +383,61 @@ pub struct TerraformConfig {
     pub skip_final_snapshot: Option<bool>,
 }
 
+/// What `[terraform] binary` may name in CI: a bare name looked up on the `PATH` the job
+/// sets up, never a path into the checkout.
+pub const CI_TERRAFORM_BINARIES: &[&str] = &["terraform", "tofu"];
+
 impl TerraformConfig {
     pub fn binary(&self) -> String {
-        std::env::var("TENANTCTL_TERRAFORM")
-            .ok()
-            .filter(|s| !s.is_empty())
+        terraform_override()
             .or_else(|| self.binary.clone())
             .unwrap_or_else(|| "terraform".into())
+    }
+
+    /// In CI the config file is part of the change under test (a pull request can edit
+    /// it), so it must not choose the program that runs with the job's credentials: only
+    /// the allow-list, or `TENANTCTL_TERRAFORM`, which the workflow sets.
+    pub fn check_trusted(&self) -> Result<()> {
+        check_terraform_binary(
+            self.binary.as_deref(),
+            terraform_override().is_some(),
+            in_ci(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
+fn terraform_override() -> Option<String> {
+    std::env::var("TENANTCTL_TERRAFORM")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether this run is a CI job: `CI` set to anything but empty, `0` or `false`, as GitHub
+/// Actions, GitLab CI, Buildkite, CircleCI and most others set it.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+        .unwrap_or(false)
+}
+
+/// The rule of [`TerraformConfig::check_trusted`]: `configured` is `[terraform] binary`,
+/// `overridden` whether `TENANTCTL_TERRAFORM` is set (then the config value is not used).
+pub fn check_terraform_binary(
+    configured: Option<&str>,
+    overridden: bool,
+    ci: bool,
+) -> Result<(), String> {
+    match configured {
+        Some(b) if ci && !overridden && !CI_TERRAFORM_BINARIES.contains(&b) => Err(format!(
+            "[terraform] binary = {b:?} is refused in CI (`CI` is set): there the config file is part of the change under test, so it may only name {} (looked up on PATH)\nhint: let the workflow choose the program: set `TENANTCTL_TERRAFORM` in the job's environment",
+            CI_TERRAFORM_BINARIES
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -399,6 +452,7 @@ impl Config {
         let mut cfg: Config = toml::from_str(&text)
             .with_context(|| format!("invalid config `{}`", path.display()))?;
         cfg.validate()
+            .and_then(|()| cfg.terraform.check_trusted())
             .with_context(|| format!("invalid config `{}`", path.display()))?;
         cfg.profiles = Tier::ALL
             .iter()
@@ -502,6 +556,9 @@ domain = "example.com"
 # service_security_group_ids = ["sg-..."]
 # dns_target_name = "my-alb-123.us-east-1.elb.amazonaws.com"
 # dns_target_zone_id = "Z35SXDOTRQ7X7K"
+# The platform's load balancer serves HTTPS only (HTTP redirects): it needs an ACM
+# certificate for *.<domain> (or create_load_balancer = false).
+# certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/..."
 image = "public.ecr.aws/nginx/nginx:stable"
 
 [database]
@@ -541,7 +598,7 @@ backend = "local"
 # region = "us-east-1"
 
 [terraform]
-# binary = "tofu"          # TENANTCTL_TERRAFORM overrides this
+# binary = "tofu"          # TENANTCTL_TERRAFORM overrides this; in CI only terraform/tofu
 secret_recovery_window_days = 7
 
 # Tier profiles override the built-in defaults field by field.
@@ -671,6 +728,26 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.metrics.namespace(), "Ops/Migrations");
         assert!(toml::from_str::<Config>("[metrics]\nnamspace = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn ci_takes_the_terraform_binary_from_the_environment_or_the_allow_list() {
+        // Outside CI the config may name any binary.
+        assert_eq!(check_terraform_binary(Some("./tf"), false, false), Ok(()));
+        // In CI: the allow-list, or anything once TENANTCTL_TERRAFORM decides.
+        for ok in [None, Some("terraform"), Some("tofu")] {
+            assert_eq!(check_terraform_binary(ok, false, true), Ok(()), "{ok:?}");
+        }
+        assert_eq!(check_terraform_binary(Some("./tf"), true, true), Ok(()));
+        for bad in ["./tf", "/usr/bin/terraform", "terraform ", "sh"] {
+            let e = check_terraform_binary(Some(bad), false, true).unwrap_err();
+            assert!(
+                e.starts_with(&format!("[terraform] binary = {bad:?} is refused in CI")),
+                "{e}"
+            );
+            assert!(e.contains("`terraform` or `tofu`"), "{e}");
+            assert!(e.contains("hint: let the workflow choose"), "{e}");
+        }
     }
 
     #[test]

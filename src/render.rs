@@ -431,6 +431,8 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
         .render("platform/main.tf.tera", &ctx)
         .context("cannot render platform root")?;
     let p = &cfg.platform;
+    let create_load_balancer = p.create_load_balancer.unwrap_or(true);
+    check_certificate(create_load_balancer, p.certificate_arn.as_deref())?;
     let mut vars = provider_vars(aws);
     vars.insert(
         "platform".into(),
@@ -438,7 +440,8 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
             "name": p.name.clone().unwrap_or_else(|| "tenantctl".into()),
             "domain": required(&p.domain, "domain")?,
             "data_bucket": required(&p.data_bucket, "data_bucket")?,
-            "create_load_balancer": p.create_load_balancer.unwrap_or(true),
+            "create_load_balancer": create_load_balancer,
+            "certificate_arn": p.certificate_arn,
             "dns_target_name": p.dns_target_name,
             // Against the emulator the bucket and zone may be emptied on destroy;
             // for real they must be emptied by hand first.
@@ -454,6 +457,25 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
         serde_json::to_string_pretty(&vars)? + "\n",
     );
     Ok(RootFiles { files })
+}
+
+/// The platform module's rule, checked before any file is written: a load balancer
+/// serves HTTPS only, so it needs a certificate.
+fn check_certificate(create_load_balancer: bool, certificate_arn: Option<&str>) -> Result<()> {
+    match certificate_arn {
+        None if create_load_balancer => bail!(
+            "platform value `certificate_arn` is not set, but `create_load_balancer` is true: the load balancer serves HTTPS only (HTTP is redirected to it)\nhint: set `[platform] certificate_arn` to an ACM certificate for `*.<domain>`, or `create_load_balancer = false`"
+        ),
+        Some(arn)
+            if !(arn.starts_with("arn:aws")
+                && (arn.contains(":acm:") || arn.contains(":iam:"))) =>
+        {
+            bail!(
+                "[platform] certificate_arn = {arn:?} is not a certificate ARN: it must be an ACM certificate (`arn:aws:acm:...`) or an IAM server certificate (`arn:aws:iam:...`)"
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes the embedded modules under `.tenantctl/modules/`.

@@ -270,6 +270,7 @@ fn enterprise_tenant_lifecycle() {
         inst["KmsKeyId"].as_str().is_some_and(|k| !k.is_empty()),
         "{inst}"
     );
+    assert_key_policy_is_the_tenants(&ws, inst["KmsKeyId"].as_str().unwrap(), &ident);
     let cluster = crate::support::platform_value(&ws, "cluster_arn");
     let svc = ws
         .aws(&[
@@ -311,6 +312,58 @@ fn enterprise_tenant_lifecycle() {
     ]);
     assert!(gone.is_err(), "RDS instance left behind: {gone:?}");
     assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
+}
+
+/// The tenant's KMS key policy names the account and the tenant's two roles, nobody else,
+/// and every statement that lets a principal use the key (not administer it) holds only
+/// through the services that keep the tenant's data.
+fn assert_key_policy_is_the_tenants(ws: &Workdir, key: &str, ident: &str) {
+    let account = ws.aws(&["sts", "get-caller-identity"]).unwrap()["Account"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = ws
+        .aws(&[
+            "kms",
+            "get-key-policy",
+            "--key-id",
+            key,
+            "--policy-name",
+            "default",
+        ])
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(got["Policy"].as_str().unwrap()).unwrap();
+    let as_list = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            serde_json::Value::String(s) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let mut principals = std::collections::BTreeSet::new();
+    for st in policy["Statement"].as_array().unwrap() {
+        assert_eq!(st["Effect"], "Allow", "{policy}");
+        principals.extend(as_list(&st["Principal"]["AWS"]));
+        let uses = as_list(&st["Action"])
+            .iter()
+            .any(|a| ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"].contains(&a.as_str()));
+        if uses {
+            assert!(
+                !as_list(&st["Condition"]["StringEquals"]["kms:ViaService"]).is_empty(),
+                "a statement uses the key outside the tenant's data services: {st}"
+            );
+        }
+    }
+    let expected: std::collections::BTreeSet<String> = [
+        format!("arn:aws:iam::{account}:root"),
+        format!("arn:aws:iam::{account}:role/{ident}"),
+        format!("arn:aws:iam::{account}:role/{ident}-exec"),
+    ]
+    .into();
+    assert_eq!(principals, expected, "{policy}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod adoption;
 mod archive;
 mod bad_input;
+mod ci;
 mod cli_snapshots;
 mod db_hijack;
 mod db_isolation;
@@ -19,6 +20,7 @@ mod lifecycle;
 mod migrate_metrics;
 mod module_contract;
 mod moves;
+mod platform_https;
 mod render;
 mod runner_death;
 mod silo_admin;

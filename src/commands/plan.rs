@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::PlanArgs;
 use crate::context::Ctx;
-use crate::db::Database;
+use crate::db::{Database, MissingAdminUrl};
 use crate::exit::{Interrupted, Outcome};
 use crate::fleet::{self, Status, StepOutcome};
 use crate::lifecycle::{self, Services};
@@ -36,8 +36,16 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
         decisions.insert(spec.id.clone(), flow::decide(&spec.id, &rec, spec.tier)?);
     }
     if decisions.values().any(|d| *d != Decision::None) {
-        let db = Database::from_workspace(&ctx.ws)?.with_aws(svc.aws.clone());
-        svc.db = Some(Arc::new(db));
+        match Database::from_workspace(&ctx.ws) {
+            Ok(db) => svc.db = Some(Arc::new(db.with_aws(svc.aws.clone()))),
+            // A pull request's plan job has no database credential (README, "CI"): the
+            // moves are planned all the same, without their row counts.
+            Err(e) if e.is::<MissingAdminUrl>() => ctx.info(format!(
+                "plan: `{}` is not set: pending moves are shown without their row counts",
+                ctx.ws.config.database.admin_url_env
+            )),
+            Err(e) => return Err(e),
+        }
     }
     let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
@@ -65,7 +73,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
                     Status::Changed
                 },
                 changes: Some(changes),
-                detail: moved.as_ref().map(|m| m.line()),
+                detail: moved.as_ref().map(|m| match m.state.as_str() {
+                    UNCOUNTED => format!(
+                        "move {} ({}) → {} ({}): rows not counted (no database credential)",
+                        m.from, m.from_isolation, m.to, m.to_isolation
+                    ),
+                    _ => m.line(),
+                }),
                 moved,
             })
         }
@@ -82,6 +96,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
     };
     Ok(fleet::exit_code(&results, pending.code()))
 }
+
+/// The state of a planned move whose rows were not counted: the run had no database.
+const UNCOUNTED: &str = "planned, rows not counted";
 
 /// How the tenant's root looks once what `apply` would do is done: Terraform's plan of
 /// a move is the plan of its end.
@@ -126,10 +143,11 @@ async fn planned_move(
         Decision::Abort(j) => return Ok(Some(standing(j, "abort planned"))),
         Decision::Finish(j) => return Ok(Some(standing(j, "finish planned"))),
     };
-    let db = svc
-        .db
-        .as_deref()
-        .context("a pending move needs the database to count its rows")?;
+    let Some(db) = svc.db.as_deref() else {
+        let mut r = MoveReport::planned(from, to, Vec::new());
+        r.state = UNCOUNTED.into();
+        return Ok(Some(r));
+    };
     let source = Side::of(db, id, from, None).await?;
     let tables = inventory(db, &source).await?;
     Ok(Some(MoveReport::planned(from, to, tables)))

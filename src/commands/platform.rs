@@ -117,5 +117,6 @@ pub fn platform_values_from_outputs(out: &serde_json::Value) -> Result<PlatformV
             .map(str::to_string),
         image: None,
         create_load_balancer: None,
+        certificate_arn: None,
     })
 }

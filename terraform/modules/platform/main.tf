@@ -1,10 +1,18 @@
 data "aws_availability_zones" "available" {
+  #checkov:skip=CKV_AWS_394:only the first two names are used, once, for subnets fixed at creation: a new zone changes nothing
   state = "available"
 }
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
 
 locals {
   azs           = slice(data.aws_availability_zones.available.names, 0, 2)
   create_public = var.create_load_balancer || var.create_nat_gateway
+  account_id    = data.aws_caller_identity.current.account_id
+  partition     = data.aws_partition.current.partition
+  log_bucket    = coalesce(var.log_bucket, "${var.data_bucket}-logs")
 
   tags = merge(var.tags, { ManagedBy = "tenantctl" })
 }
@@ -19,6 +27,25 @@ resource "aws_vpc" "this" {
   enable_dns_hostnames = true
 
   tags = merge(local.tags, { Name = var.name })
+}
+
+# The VPC's default security group admits nothing: every resource here gets its own.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = merge(local.tags, { Name = "${var.name}-default-deny" })
+}
+
+# Every flow (accepted and rejected) of the VPC, into the log bucket (AWSLogs/<account>/vpcflowlogs/).
+resource "aws_flow_log" "this" {
+  vpc_id               = aws_vpc.this.id
+  traffic_type         = "ALL"
+  log_destination_type = "s3"
+  log_destination      = aws_s3_bucket.logs.arn
+
+  tags = merge(local.tags, { Name = var.name })
+
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
 resource "aws_subnet" "private" {
@@ -122,22 +149,28 @@ resource "aws_route" "private_nat" {
 # standalone aws_vpc_security_group_*_rule resources that reference another
 # security group show a perpetual diff (see modules/tenant).
 resource "aws_security_group" "lb" {
+  #checkov:skip=CKV_AWS_260:port 80 is open only so that the HTTP listener can redirect browsers to HTTPS
   count = var.create_load_balancer ? 1 : 0
 
   name        = "${var.name}-lb"
   description = "tenantctl: public load balancer"
   vpc_id      = aws_vpc.this.id
 
-  dynamic "ingress" {
-    for_each = var.certificate_arn != null ? [80, 443] : [80]
+  # A public load balancer: HTTPS from anywhere, and HTTP only to be redirected to it.
+  ingress {
+    description = "HTTPS from anywhere"
+    protocol    = "tcp"
+    from_port   = 443
+    to_port     = 443
+    cidr_blocks = ["0.0.0.0/0"]
+  }
 
-    content {
-      description = "Port ${ingress.value} from anywhere"
-      protocol    = "tcp"
-      from_port   = ingress.value
-      to_port     = ingress.value
-      cidr_blocks = ["0.0.0.0/0"]
-    }
+  ingress {
+    description = "HTTP from anywhere (redirected to HTTPS)"
+    protocol    = "tcp"
+    from_port   = 80
+    to_port     = 80
+    cidr_blocks = ["0.0.0.0/0"]
   }
 
   egress {
@@ -152,6 +185,8 @@ resource "aws_security_group" "lb" {
 }
 
 resource "aws_security_group" "services" {
+  #checkov:skip=CKV2_AWS_5:attached by the tenant module to enterprise tenants' ECS services (output service_security_group_ids)
+  #checkov:skip=CKV_AWS_382:tenant applications reach image registries, AWS APIs, their database and third-party APIs; restrict with VPC endpoints or an egress firewall
   name        = "${var.name}-services"
   description = "tenantctl: shared security group of tenant ECS services"
   vpc_id      = aws_vpc.this.id
@@ -184,6 +219,7 @@ resource "aws_security_group" "services" {
 ################################################################################
 
 resource "aws_lb" "this" {
+  #checkov:skip=CKV2_AWS_28:a WAF web ACL is the operator's (rules and cost); associate one with the load_balancer_arn output
   count = var.create_load_balancer ? 1 : 0
 
   name                       = var.name
@@ -192,10 +228,21 @@ resource "aws_lb" "this" {
   subnets                    = aws_subnet.public[*].id
   security_groups            = [aws_security_group.lb[0].id]
   drop_invalid_header_fields = true
+  # Not `!var.force_destroy`: checkov evaluates a conditional, not a negation.
+  enable_deletion_protection = var.force_destroy ? false : true
+
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = "alb"
+    enabled = true
+  }
 
   tags = local.tags
+
+  depends_on = [aws_s3_bucket_policy.logs]
 }
 
+# HTTP only answers with a redirect: tenants are served over HTTPS alone.
 resource "aws_lb_listener" "http" {
   count = var.create_load_balancer ? 1 : 0
 
@@ -203,31 +250,13 @@ resource "aws_lb_listener" "http" {
   port              = 80
   protocol          = "HTTP"
 
-  dynamic "default_action" {
-    for_each = var.certificate_arn != null ? [1] : []
+  default_action {
+    type = "redirect"
 
-    content {
-      type = "redirect"
-
-      redirect {
-        port        = "443"
-        protocol    = "HTTPS"
-        status_code = "HTTP_301"
-      }
-    }
-  }
-
-  dynamic "default_action" {
-    for_each = var.certificate_arn == null ? [1] : []
-
-    content {
-      type = "fixed-response"
-
-      fixed_response {
-        content_type = "text/plain"
-        message_body = "unknown tenant"
-        status_code  = "404"
-      }
+    redirect {
+      port        = "443"
+      protocol    = "HTTPS"
+      status_code = "HTTP_301"
     }
   }
 
@@ -235,12 +264,12 @@ resource "aws_lb_listener" "http" {
 }
 
 resource "aws_lb_listener" "https" {
-  count = var.create_load_balancer && var.certificate_arn != null ? 1 : 0
+  count = var.create_load_balancer ? 1 : 0
 
   load_balancer_arn = aws_lb.this[0].arn
   port              = 443
   protocol          = "HTTPS"
-  ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  ssl_policy        = var.ssl_policy
   certificate_arn   = var.certificate_arn
 
   default_action {
@@ -263,6 +292,11 @@ resource "aws_lb_listener" "https" {
 resource "aws_ecs_cluster" "this" {
   name = var.name
 
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+
   tags = local.tags
 }
 
@@ -271,6 +305,9 @@ resource "aws_ecs_cluster" "this" {
 ################################################################################
 
 resource "aws_s3_bucket" "data" {
+  #checkov:skip=CKV_AWS_145:SSE-S3 by default; tenant exports are SSE-KMS under each tenant's own key, which one bucket-wide key would undo
+  #checkov:skip=CKV_AWS_144:cross-region replication is a disaster-recovery choice (a second region and its cost), not a default
+  #checkov:skip=CKV2_AWS_62:nothing consumes object events; tenantctl reads the bucket directly
   bucket        = var.data_bucket
   force_destroy = var.force_destroy
 
@@ -313,11 +350,259 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "data" {
   }
 }
 
+data "aws_iam_policy_document" "data" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.data.arn, "${aws_s3_bucket.data.arn}/*"]
+
+    # {"AWS": "*"} rather than "*": the same principals, and a form moto's policy check reads.
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "data" {
+  bucket = aws_s3_bucket.data.id
+  policy = data.aws_iam_policy_document.data.json
+
+  depends_on = [aws_s3_bucket_public_access_block.data]
+}
+
+# Removing a tenant deletes its objects, which versioning keeps as noncurrent versions:
+# they expire after noncurrent_version_expiration_days.
+resource "aws_s3_bucket_lifecycle_configuration" "data" {
+  bucket = aws_s3_bucket.data.id
+
+  rule {
+    id     = "expire-noncurrent-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.noncurrent_version_expiration_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.data]
+}
+
+resource "aws_s3_bucket_logging" "data" {
+  bucket        = aws_s3_bucket.data.id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/${var.data_bucket}/"
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}
+
+################################################################################
+# Log bucket: the data bucket's access logs, the load balancer's, the VPC's flow logs
+################################################################################
+
+resource "aws_s3_bucket" "logs" {
+  #checkov:skip=CKV_AWS_18:this is the access-log bucket; logging it into itself would loop
+  #checkov:skip=CKV_AWS_145:S3 server access logs and load balancer logs can only be delivered to SSE-S3 buckets
+  #checkov:skip=CKV_AWS_144:cross-region replication is a disaster-recovery choice (a second region and its cost), not a default
+  #checkov:skip=CKV2_AWS_62:nothing consumes log-object events; logs are read where they lie
+  bucket        = local.log_bucket
+  force_destroy = var.force_destroy
+
+  tags = local.tags
+}
+
+resource "aws_s3_bucket_ownership_controls" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+
+  rule {
+    id     = "expire-logs"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      days = var.log_expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.logs]
+}
+
+data "aws_elb_service_account" "this" {}
+
+# Who may write which logs where, each writer confined to its prefix and this account.
+data "aws_iam_policy_document" "logs" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.logs.arn, "${aws_s3_bucket.logs.arn}/*"]
+
+    # {"AWS": "*"} rather than "*": the same principals, and a form moto's policy check reads.
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "S3ServerAccessLogs"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/s3/${var.data_bucket}/*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logging.s3.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = [aws_s3_bucket.data.arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+
+  statement {
+    sid       = "LoadBalancerLogs"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/alb/AWSLogs/${local.account_id}/*"]
+
+    # Regions before August 2022 deliver as the regional ELB account, newer ones as the
+    # log delivery service.
+    principals {
+      type        = "AWS"
+      identifiers = [data.aws_elb_service_account.this.arn]
+    }
+
+    principals {
+      type        = "Service"
+      identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "FlowLogsWrite"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/AWSLogs/${local.account_id}/*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["delivery.logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "s3:x-amz-acl"
+      values   = ["bucket-owner-full-control"]
+    }
+  }
+
+  statement {
+    sid       = "FlowLogsCheck"
+    actions   = ["s3:GetBucketAcl", "s3:ListBucket"]
+    resources = [aws_s3_bucket.logs.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["delivery.logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  policy = data.aws_iam_policy_document.logs.json
+
+  depends_on = [aws_s3_bucket_public_access_block.logs]
+}
+
 ################################################################################
 # DNS
 ################################################################################
 
 resource "aws_route53_zone" "this" {
+  #checkov:skip=CKV2_AWS_38:DNSSEC needs a KMS signing key in us-east-1 and a DS record at the parent zone, which the domain's owner controls
+  #checkov:skip=CKV2_AWS_39:query logging needs a log group in us-east-1 with a resource policy; the tenant records are public names
   name          = var.domain
   comment       = "tenantctl: tenant records <tenant_id>.${var.domain}"
   force_destroy = var.force_destroy

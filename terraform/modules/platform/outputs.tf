@@ -71,3 +71,8 @@ output "dashboard_name" {
   description = "Name of the CloudWatch dashboard of `tenantctl db migrate` runs, null when create_dashboard is false."
   value       = try(aws_cloudwatch_dashboard.migrations[0].dashboard_name, null)
 }
+
+output "log_bucket" {
+  description = "Name of the log bucket (data bucket access logs, load balancer logs, VPC flow logs)."
+  value       = try(aws_s3_bucket.logs.bucket, null)
+}

@@ -54,9 +54,65 @@ variable "dns_target_name" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for an HTTPS listener on the load balancer. When null the load balancer only listens on HTTP (port 80)."
+  description = "ACM (or IAM server) certificate of the load balancer's HTTPS listener, typically for `*.<domain>`. Required when create_load_balancer is true: the load balancer serves HTTPS only and redirects HTTP to it."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:(acm|iam):", var.certificate_arn))
+    error_message = "The certificate_arn \"${coalesce(var.certificate_arn, "null")}\" is invalid: it must be the ARN of an ACM certificate (arn:aws:acm:...) or an IAM server certificate (arn:aws:iam:...)."
+  }
+
+  # Reads another variable: checked by `terraform plan`, not by `terraform validate`.
+  validation {
+    condition     = !var.create_load_balancer || var.certificate_arn != null
+    error_message = "The certificate_arn is null but create_load_balancer is true: the load balancer listens on HTTPS only (HTTP is redirected), so it needs a certificate for *.<domain>. Set certificate_arn, or create_load_balancer = false."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener (TLS 1.2 and 1.3 only by default)."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "log_bucket" {
+  description = "Name of the bucket the module creates for access logs: the data bucket's server access logs (`s3/<data_bucket>/`), the load balancer's (`alb/`) and the VPC flow logs (`AWSLogs/`). Defaults to `<data_bucket>-logs`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.log_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.log_bucket))
+    error_message = "The log_bucket must be a valid S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)."
+  }
+
+  # Reads another variable: checked by `terraform plan`, not by `terraform validate`.
+  validation {
+    condition     = var.log_bucket != null || length(var.data_bucket) <= 58
+    error_message = "The data_bucket \"${var.data_bucket}\" is longer than 58 characters, so the default log bucket `<data_bucket>-logs` would exceed S3's 63: set log_bucket."
+  }
+}
+
+variable "log_expiration_days" {
+  description = "Days the access logs and flow logs are kept in the log bucket."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.log_expiration_days >= 1 && floor(var.log_expiration_days) == var.log_expiration_days
+    error_message = "The log_expiration_days must be a whole number of days, at least 1."
+  }
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days a noncurrent version of a data bucket object (an overwritten object, or one deleted with its tenant) is kept before it expires."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_version_expiration_days >= 1 && floor(var.noncurrent_version_expiration_days) == var.noncurrent_version_expiration_days
+    error_message = "The noncurrent_version_expiration_days must be a whole number of days, at least 1."
+  }
 }
 
 variable "app_port" {
@@ -66,7 +122,7 @@ variable "app_port" {
 }
 
 variable "force_destroy" {
-  description = "Allow destroying the data bucket and hosted zone while they still hold objects or records (emulators and throwaway accounts)."
+  description = "Allow destroying the data and log buckets and the hosted zone while they still hold objects or records, and the load balancer (no deletion protection): emulators and throwaway accounts."
   type        = bool
   default     = false
 }

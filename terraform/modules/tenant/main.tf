@@ -85,6 +85,15 @@ ephemeral "aws_secretsmanager_random_password" "db_admin" {
 # KMS key (silo)
 ################################################################################
 
+# Who may use the tenant's key: the account administers it (never locked out) but uses it
+# only through the services that hold the tenant's data (RDS, Secrets Manager, S3), and of
+# the tenant's own roles, the execution role reads its secrets and the task role its
+# objects. Nobody else's role, and no other account.
+locals {
+  account_root = "arn:${local.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
+  via_service  = { for s in ["rds", "secretsmanager", "s3"] : s => "${s}.${data.aws_region.current.name}.amazonaws.com" }
+}
+
 resource "aws_kms_key" "this" {
   count = local.dedicated ? 1 : 0
 
@@ -93,6 +102,60 @@ resource "aws_kms_key" "this" {
   # The final RDS snapshot is encrypted with this key: the longest window
   # leaves time to cancel the key deletion if the snapshot must be restored.
   deletion_window_in_days = 30
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersTheKey"
+        Effect    = "Allow"
+        Principal = { AWS = local.account_root }
+        Action = [
+          "kms:CancelKeyDeletion", "kms:CreateAlias", "kms:Delete*", "kms:Describe*",
+          "kms:Disable*", "kms:Enable*", "kms:Get*", "kms:List*", "kms:Put*",
+          "kms:RevokeGrant", "kms:RotateKeyOnDemand", "kms:ScheduleKeyDeletion",
+          "kms:TagResource", "kms:UntagResource", "kms:Update*",
+        ]
+        Resource = "*"
+      },
+      {
+        Sid       = "AccountUsesTheKeyThroughTenantDataServices"
+        Effect    = "Allow"
+        Principal = { AWS = local.account_root }
+        Action = [
+          "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
+          "kms:GenerateDataKey*", "kms:ListGrants", "kms:ReEncrypt*",
+        ]
+        Resource = "*"
+        Condition = {
+          StringEquals = {
+            "kms:CallerAccount" = data.aws_caller_identity.current.account_id
+            "kms:ViaService"    = values(local.via_service)
+          }
+        }
+      },
+      {
+        Sid       = "ExecutionRoleReadsTenantSecrets"
+        Effect    = "Allow"
+        Principal = { AWS = aws_iam_role.execution.arn }
+        Action    = ["kms:Decrypt", "kms:DescribeKey"]
+        Resource  = "*"
+        Condition = {
+          StringEquals = { "kms:ViaService" = local.via_service.secretsmanager }
+        }
+      },
+      {
+        Sid       = "TaskRoleUsesTenantObjects"
+        Effect    = "Allow"
+        Principal = { AWS = aws_iam_role.task.arn }
+        Action    = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = {
+          StringEquals = { "kms:ViaService" = local.via_service.s3 }
+        }
+      },
+    ]
+  })
 
   tags = local.tags
 }
@@ -109,6 +172,7 @@ resource "aws_kms_alias" "this" {
 ################################################################################
 
 resource "aws_secretsmanager_secret" "db" {
+  #checkov:skip=CKV2_AWS_57:the password is a write-only value rotated by raising secret_version (tenantctl), not by a rotation Lambda
   name                    = "${local.secret_prefix}/db"
   description             = "tenantctl: database connection of tenant ${var.tenant_id}"
   kms_key_id              = local.silo ? aws_kms_key.this[0].arn : null
@@ -147,6 +211,7 @@ resource "aws_secretsmanager_secret_version" "db" {
 }
 
 resource "aws_secretsmanager_secret" "db_admin" {
+  #checkov:skip=CKV2_AWS_57:the password is a write-only value rotated by raising secret_version (tenantctl), not by a rotation Lambda
   count = local.dedicated ? 1 : 0
 
   name                    = "${local.secret_prefix}/db-admin"
@@ -191,6 +256,8 @@ resource "aws_secretsmanager_secret_version" "db_admin" {
 ################################################################################
 
 resource "aws_cloudwatch_log_group" "this" {
+  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts every log group at rest; pool and bridge tenants have no key of their own to use
+  #checkov:skip=CKV_AWS_338:30 days of application logs per tenant; keeping them a year is the operator's cost decision
   name              = local.log_group_name
   retention_in_days = 30
 
@@ -326,6 +393,7 @@ resource "aws_iam_role_policy" "execution" {
 ################################################################################
 
 resource "aws_ecs_task_definition" "this" {
+  #checkov:skip=CKV_AWS_336:whether the application runs on a read-only root filesystem is the image's property (the default nginx image writes /var/cache)
   family                   = local.name
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
@@ -370,6 +438,7 @@ resource "aws_ecs_task_definition" "this" {
 ################################################################################
 
 resource "aws_route53_record" "this" {
+  #checkov:skip=CKV2_AWS_23:an alias to the platform's load balancer, which is passed in as dns_target rather than created here
   zone_id = var.hosted_zone_id
   name    = "${var.tenant_id}.${var.domain}"
   type    = var.dns_target.zone_id != null ? "A" : "CNAME"
@@ -396,6 +465,7 @@ resource "aws_route53_record" "this" {
 # skip_requesting_account_id) reads the source as "<account>/sg-...", so
 # aws_vpc_security_group_*_rule resources show a perpetual diff there.
 resource "aws_security_group" "service" {
+  #checkov:skip=CKV_AWS_382:the tenant application reaches its image registry, AWS APIs, its database and third-party APIs; restrict with VPC endpoints or an egress firewall
   count = local.dedicated ? 1 : 0
 
   name        = "${local.name}-service"
@@ -471,6 +541,12 @@ resource "aws_db_subnet_group" "this" {
 }
 
 resource "aws_db_instance" "this" {
+  #checkov:skip=CKV_AWS_157:Multi-AZ doubles the instance cost: a tier decision (db_instance_class and its standby), not a default
+  #checkov:skip=CKV_AWS_353:Performance Insights is unavailable on the small classes the tier profiles start from
+  #checkov:skip=CKV_AWS_118:enhanced monitoring needs an account-wide monitoring role; the basic RDS metrics remain
+  #checkov:skip=CKV_AWS_129:PostgreSQL logs can hold tenant data (statements, errors): exporting them is opt-in
+  #checkov:skip=CKV2_AWS_30:statement logging would copy tenant data into logs
+  #checkov:skip=CKV_AWS_161:tenantctl and the application authenticate with passwords from Secrets Manager; IAM authentication would add a second way in
   count = local.dedicated ? 1 : 0
 
   identifier     = local.name
