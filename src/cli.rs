@@ -77,6 +77,11 @@ pub enum Command {
     Import(ImportArgs),
     /// The recorded exports, also of removed tenants: id, time, location, size, tables, rows.
     Exports(ExportsArgs),
+    /// Terraform state: `state migrate` moves every root's state to where `[state]` now says.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -208,6 +213,27 @@ pub struct MoveArgs {
     /// cut-over; before the cut-over, undo the move.
     #[arg(long)]
     pub rollback: bool,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Move each selected root's Terraform state (and tenantctl's records) from where it
+    /// is to where `[state]` now says, with a backup; never over another state.
+    Migrate(StateMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateMigrateArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The config file as it was before `[state]` changed (e.g. `git show
+    /// HEAD~1:tenantctl.toml > old.toml`): where the states are now. Without it, each
+    /// root's last `terraform init` says (roots initialised in this work dir).
+    #[arg(long, value_name = "OLD_CONFIG")]
+    pub from: Option<std::path::PathBuf>,
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,

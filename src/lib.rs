@@ -18,6 +18,7 @@
 pub mod adopt;
 pub mod archive;
 pub mod aws;
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use crate::aws::AwsClients;
+use crate::backend::StateLocation;
 use crate::config::PlatformValues;
 use crate::context::Ctx;
 use crate::db::{Database, DbSecret};
@@ -74,14 +75,22 @@ impl Services {
             .logs_dir()
             .join(spec.id.as_str())
             .join(format!("{}-{command}.log", self.run_id));
+        let dir = ws.root_dir(&spec.id);
+        let wanted = StateLocation::wanted(
+            &ws.config,
+            &ws.config.aws.effective(),
+            &dir,
+            &render::state_key(&spec.id),
+        );
         Ok(Terraform::new(
             ws.config.terraform.binary(),
-            ws.root_dir(&spec.id),
+            dir,
             spec.id.as_str(),
             Some(&log),
             self.ctx.interrupt.clone(),
         )?
-        .with_progress(bar))
+        .with_progress(bar)
+        .with_backend(wanted))
     }
 
     /// Renders the tenant's root in memory (no file written).

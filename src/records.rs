@@ -67,16 +67,10 @@ impl RecordStore {
             Backend::Local => Ok(RecordStore::Local(ws.records_dir())),
             Backend::S3 => {
                 let aws = aws.context("the S3 state backend needs AWS clients for records")?;
-                let prefix = ws
-                    .config
-                    .state
-                    .key_prefix
-                    .clone()
-                    .unwrap_or_else(|| "tenantctl".into());
                 Ok(RecordStore::S3 {
                     client: aws.s3.clone(),
                     bucket: ws.config.state.bucket.clone().unwrap_or_default(),
-                    prefix: format!("{}/records", prefix.trim_end_matches('/')),
+                    prefix: format!("{}/records", crate::backend::key_prefix(&ws.config)),
                 })
             }
         }
@@ -144,7 +138,7 @@ impl RecordStore {
 
     /// Reads one object; None when it does not exist. Also returns where it was read,
     /// for messages.
-    async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, String)>> {
+    pub(crate) async fn read(&self, name: &str) -> Result<Option<(Vec<u8>, String)>> {
         match self {
             RecordStore::Local(dir) => {
                 let path = dir.join(name);
@@ -161,30 +155,12 @@ impl RecordStore {
             } => {
                 let key = format!("{prefix}/{name}");
                 let at = format!("s3://{bucket}/{key}");
-                match client.get_object().bucket(bucket).key(&key).send().await {
-                    Ok(out) => {
-                        let bytes = out
-                            .body
-                            .collect()
-                            .await
-                            .with_context(|| format!("cannot read {at}"))?
-                            .into_bytes();
-                        Ok(Some((bytes.to_vec(), at)))
-                    }
-                    Err(e) => {
-                        let e = e.into_service_error();
-                        if e.is_no_such_key() {
-                            Ok(None)
-                        } else {
-                            Err(anyhow::Error::new(e)).with_context(|| format!("cannot read {at}"))
-                        }
-                    }
-                }
+                Ok(get_object(client, bucket, &key).await?.map(|b| (b, at)))
             }
         }
     }
 
-    async fn write(&self, name: &str, body: Vec<u8>) -> Result<()> {
+    pub(crate) async fn write(&self, name: &str, body: Vec<u8>) -> Result<()> {
         match self {
             RecordStore::Local(dir) => write_atomic(&dir.join(name), &body),
             RecordStore::S3 {
@@ -214,5 +190,28 @@ impl RecordStore {
         let mut rec = self.get(id).await?;
         f(&mut rec);
         self.put(id, &rec).await
+    }
+}
+
+/// An S3 object's bytes; None when there is no such key.
+pub async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    let at = || format!("cannot read s3://{bucket}/{key}");
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let bytes = out.body.collect().await.with_context(at)?.into_bytes();
+            Ok(Some(bytes.to_vec()))
+        }
+        Err(e) => {
+            let e = e.into_service_error();
+            if e.is_no_such_key() {
+                Ok(None)
+            } else {
+                Err(anyhow::Error::new(e)).with_context(at)
+            }
+        }
     }
 }

@@ -21,7 +21,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{AwsSettings, Backend, Config, PlatformValues};
+use crate::backend::StateLocation;
+use crate::config::{AwsSettings, Config, PlatformValues};
 use crate::fsutil::write_if_changed;
 use crate::tenant::{Isolation, TenantId};
 use crate::workspace::{TenantSpec, Workspace};
@@ -302,32 +303,25 @@ struct BackendCtx {
 }
 
 fn backend_ctx(cfg: &Config, aws: &AwsSettings, state_key: &str) -> BackendCtx {
-    match cfg.state.backend {
-        Backend::Local => BackendCtx {
+    match StateLocation::wanted(cfg, aws, Path::new(""), state_key) {
+        StateLocation::Local { .. } => BackendCtx {
             kind: "local",
             bucket: String::new(),
             key: String::new(),
             region: String::new(),
             endpoint: None,
         },
-        Backend::S3 => {
-            let prefix = cfg
-                .state
-                .key_prefix
-                .clone()
-                .unwrap_or_else(|| "tenantctl".into());
-            BackendCtx {
-                kind: "s3",
-                bucket: cfg.state.bucket.clone().unwrap_or_default(),
-                key: format!("{}/{state_key}", prefix.trim_end_matches('/')),
-                region: cfg
-                    .state
-                    .region
-                    .clone()
-                    .unwrap_or_else(|| aws.region_or_default()),
-                endpoint: aws.endpoint_url.clone(),
-            }
-        }
+        StateLocation::S3 {
+            bucket,
+            key,
+            region,
+        } => BackendCtx {
+            kind: "s3",
+            bucket,
+            key,
+            region,
+            endpoint: aws.endpoint_url.clone(),
+        },
     }
 }
 
@@ -426,7 +420,7 @@ pub fn tenant_root(
 /// Renders the platform root.
 pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
     let t = tera();
-    let ctx = header_context(cfg, aws, "platform.tfstate");
+    let ctx = header_context(cfg, aws, PLATFORM_STATE_KEY);
     let main = t
         .render("platform/main.tf.tera", &ctx)
         .context("cannot render platform root")?;
@@ -553,6 +547,9 @@ pub fn render_root(
     })
 }
 
+/// The state key of the platform root under the S3 backend's prefix.
+pub const PLATFORM_STATE_KEY: &str = "platform.tfstate";
+
 /// The state key of a tenant's root under the S3 backend's prefix.
 pub fn state_key(id: &TenantId) -> String {
     format!("tenants/{id}.tfstate")
@@ -616,7 +613,7 @@ mod tests {
     #[test]
     fn snapshot_s3_backend_and_real_aws() {
         let (mut cfg, _) = fixture();
-        cfg.state.backend = Backend::S3;
+        cfg.state.backend = crate::config::Backend::S3;
         cfg.state.bucket = Some("state-bucket".into());
         cfg.state.key_prefix = Some("teams/${evil}".into());
         let real = AwsSettings {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::backend::StateLocation;
 use crate::exit::Interrupted;
 use crate::interrupt::Interrupt;
 
@@ -133,6 +134,8 @@ pub struct Terraform {
     lock_timeout: Arc<AtomicU64>,
     interrupt: Interrupt,
     progress: ProgressBar,
+    /// Where the config wants this root's state; `init` refuses to start elsewhere.
+    backend: Option<Arc<StateLocation>>,
 }
 
 struct RunResult {
@@ -177,6 +180,7 @@ impl Terraform {
             lock_timeout: Arc::new(AtomicU64::new(0)),
             interrupt,
             progress: ProgressBar::hidden(),
+            backend: None,
         })
     }
 
@@ -193,6 +197,13 @@ impl Terraform {
         self
     }
 
+    /// Where the config wants the root's state: `init` fails with
+    /// [`BackendChanged`](crate::backend::BackendChanged) when the root keeps it elsewhere.
+    pub fn with_backend(mut self, wanted: StateLocation) -> Terraform {
+        self.backend = Some(Arc::new(wanted));
+        self
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -204,7 +215,20 @@ impl Terraform {
     }
 
     /// `terraform init`. Local modules and the provider mirror make this cheap (~0.6 s).
+    /// `-reconfigure` because the backend's settings that do not name the state (an
+    /// emulator's endpoint) may change between runs; a change of where the state is goes
+    /// through [`crate::backend::check_unchanged`] first.
     pub async fn init(&self) -> Result<()> {
+        self.progress.set_message("init");
+        if let Some(wanted) = &self.backend {
+            crate::backend::check_unchanged(&self.label, &self.dir, wanted)?;
+        }
+        self.init_reconfigure().await
+    }
+
+    /// `terraform init -reconfigure` without the backend check: for `state migrate`,
+    /// which has just checked what is where.
+    pub async fn init_reconfigure(&self) -> Result<()> {
         self.progress.set_message("init");
         let r = self
             .run(
@@ -213,6 +237,29 @@ impl Terraform {
             )
             .await?;
         self.check(&r, "terraform init")?;
+        Ok(())
+    }
+
+    /// `terraform init -migrate-state -force-copy`: copies the state from where the root
+    /// kept it at its last `init` to where its backend block now says (the caller has
+    /// checked that nothing is there yet).
+    pub async fn init_migrate(&self, lock_timeout: u64) -> Result<()> {
+        self.progress.set_message("init -migrate-state");
+        let lock = format!("-lock-timeout={lock_timeout}s");
+        let r = self
+            .run(
+                &[
+                    "init",
+                    "-input=false",
+                    "-no-color",
+                    "-migrate-state",
+                    "-force-copy",
+                    &lock,
+                ],
+                false,
+            )
+            .await?;
+        self.check(&r, "terraform init -migrate-state")?;
         Ok(())
     }
 

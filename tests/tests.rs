@@ -24,5 +24,6 @@ mod platform_https;
 mod render;
 mod runner_death;
 mod silo_admin;
+mod state_migrate;
 mod support;
 mod tier_moves;

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod platform;
 pub mod remove;
 pub mod render;
+pub mod state;
 pub mod verify;
 
 use std::io::IsTerminal;
@@ -86,6 +87,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Move(args) => move_tenant::run(&ctx, args).await,
         Command::Db { action } => db::run(&ctx, action).await,
+        Command::State {
+            action: crate::cli::StateAction::Migrate(args),
+        } => state::migrate(&ctx, args).await,
         Command::Export(args) => export::run(&ctx, args).await,
         Command::Import(args) => import::run(&ctx, args).await,
         Command::Exports(args) => exports::run(&ctx, args).await,

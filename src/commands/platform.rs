@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 
+use crate::backend::StateLocation;
 use crate::cli::PlatformAction;
 use crate::config::PlatformValues;
 use crate::context::Ctx;
@@ -26,7 +27,13 @@ pub async fn run(ctx: &Ctx, action: PlatformAction) -> Result<u8> {
         "platform",
         Some(&log),
         ctx.interrupt.clone(),
-    )?;
+    )?
+    .with_backend(StateLocation::wanted(
+        &ws.config,
+        &ws.config.aws.effective(),
+        &dir,
+        render::PLATFORM_STATE_KEY,
+    ));
     tf.init().await?;
     match action {
         PlatformAction::Plan => {
