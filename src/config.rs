@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub moves: MovesConfig,
     #[serde(default)]
+    pub alarms: AlarmsConfig,
+    #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
     #[serde(default)]
@@ -98,6 +100,9 @@ pub struct PlatformValues {
     /// listens on HTTPS only and redirects HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_arn: Option<String>,
+    /// The SNS topic the platform creates for tenant alarms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_topic_arn: Option<String>,
 }
 
 impl PlatformValues {
@@ -126,6 +131,7 @@ impl PlatformValues {
             image: pick(&self.image, &recorded.image),
             create_load_balancer: pick(&self.create_load_balancer, &recorded.create_load_balancer),
             certificate_arn: pick(&self.certificate_arn, &recorded.certificate_arn),
+            alarm_topic_arn: pick(&self.alarm_topic_arn, &recorded.alarm_topic_arn),
         }
     }
 }
@@ -263,6 +269,39 @@ impl MetricsConfig {
         self.enabled
             .unwrap_or(aws.region.is_some() || aws.endpoint_url.is_some())
     }
+}
+
+/// Per-tenant CloudWatch alarms (thresholds are in the tier profiles).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Where the application publishes its request metrics (`Requests`, `Errors`,
+    /// `Latency`), with a `TenantId` and a `Tier` dimension.
+    #[serde(default = "default_alarm_namespace")]
+    pub namespace: String,
+    /// The SNS topic alarms notify; default: the platform's (`platform apply` output
+    /// `alarm_topic_arn`).
+    pub topic_arn: Option<String>,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            enabled: true,
+            namespace: default_alarm_namespace(),
+            topic_arn: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_alarm_namespace() -> String {
+    "Tenants/App".into()
 }
 
 /// CloudWatch's rule for a custom namespace (the platform module checks the same).
@@ -507,6 +546,15 @@ impl Config {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
         self.archive.validate()?;
+        check_metrics_namespace(&self.alarms.namespace)
+            .map_err(|e| anyhow::anyhow!("[alarms] namespace: {e}"))?;
+        if let Some(arn) = &self.alarms.topic_arn
+            && !(arn.starts_with("arn:") && arn.split(':').count() == 6 && arn.contains(":sns:"))
+        {
+            bail!(
+                "[alarms] topic_arn `{arn}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"
+            );
+        }
         Ok(())
     }
 
@@ -584,6 +632,13 @@ connection_budget = 10
 # CloudWatch metrics of every `db migrate` run (on by default when an AWS region is set).
 # enabled = true
 # namespace = "Tenantctl/Migrations"
+
+[alarms]
+# Per-tenant CloudWatch alarms (error rate, p99 latency; thresholds in the tier profiles)
+# on the application's metrics, notifying the platform's SNS topic.
+# enabled = true
+# namespace = "Tenants/App"
+# topic_arn = "arn:aws:sns:us-east-1:123456789012:on-call"
 
 [moves]
 # A tier change that crosses isolation models moves the tenant's data; the source is
@@ -670,6 +725,41 @@ mod tests {
         assert!(toml::from_str::<Config>("[aws]\nregoin = \"x\"\n").is_err());
         let cfg: Config = toml::from_str("[tiers.starter]\nmemory = 3000\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("Fargate"));
+    }
+
+    #[test]
+    fn alarm_thresholds_come_from_the_tier_and_the_config() {
+        let cfg: Config = toml::from_str("").unwrap();
+        let p = |c: &Config, t| {
+            let p = c.profile(t);
+            (p.alarm_error_rate_percent, p.alarm_p99_latency_ms)
+        };
+        assert_eq!(p(&cfg, Tier::Starter), (5, 1000));
+        assert_eq!(p(&cfg, Tier::Growth), (2, 500));
+        assert_eq!(p(&cfg, Tier::Enterprise), (1, 200));
+        assert_eq!(cfg.alarms.namespace, "Tenants/App");
+        assert!(cfg.alarms.enabled);
+        let cfg: Config = toml::from_str("[tiers.growth]\nalarm_p99_latency_ms = 300\n").unwrap();
+        assert_eq!(p(&cfg, Tier::Growth), (2, 300));
+        for (bad, says) in [
+            (
+                "[tiers.starter]\nalarm_error_rate_percent = 0\n",
+                "alarm_error_rate_percent 0",
+            ),
+            (
+                "[tiers.starter]\nalarm_p99_latency_ms = 0\n",
+                "alarm_p99_latency_ms",
+            ),
+            ("[alarms]\nnamespace = \"AWS/ECS\"\n", "AWS/ECS"),
+            (
+                "[alarms]\ntopic_arn = \"alerts\"\n",
+                "`alerts` is not an SNS topic ARN",
+            ),
+        ] {
+            let cfg: Config = toml::from_str(bad).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! many tenants with bounded parallelism.
 
 pub mod adopt;
+pub mod alarms;
 pub mod archive;
 pub mod aws;
 pub mod backend;

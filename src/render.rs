@@ -62,6 +62,7 @@ const TEMPLATES: &[(&str, &str)] = embedded!(
 /// Module files, by path relative to the repository root.
 pub const MODULE_FILES: &[(&str, &str)] = embedded!(
     "terraform/modules/tenant/main.tf",
+    "terraform/modules/tenant/alarms.tf",
     "terraform/modules/tenant/variables.tf",
     "terraform/modules/tenant/outputs.tf",
     "terraform/modules/tenant/versions.tf",
@@ -155,6 +156,20 @@ pub struct TenantInputs {
     pub secret_recovery_window_days: u32,
     pub secret_version: u32,
     pub tags: BTreeMap<String, String>,
+    /// The tenant's CloudWatch alarms (`[alarms]`, thresholds from the tier profile);
+    /// None with `[alarms] enabled = false`.
+    pub alarms: Option<AlarmInputs>,
+}
+
+/// The tenant module's `alarms` input.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlarmInputs {
+    pub namespace: String,
+    pub topic_arn: Option<String>,
+    pub error_rate_percent: u32,
+    pub p99_latency_ms: u32,
+    /// Four fifths of the tenant login's connection limit.
+    pub db_connections: u32,
 }
 
 /// Knobs that differ between an ordinary render and offboarding.
@@ -289,6 +304,17 @@ impl TenantInputs {
             secret_recovery_window_days: cfg.terraform.secret_recovery_window_days.unwrap_or(7),
             secret_version: 1,
             tags,
+            alarms: cfg.alarms.enabled.then(|| AlarmInputs {
+                namespace: cfg.alarms.namespace.clone(),
+                topic_arn: cfg
+                    .alarms
+                    .topic_arn
+                    .clone()
+                    .or_else(|| platform.alarm_topic_arn.clone()),
+                error_rate_percent: profile.alarm_error_rate_percent,
+                p99_latency_ms: profile.alarm_p99_latency_ms,
+                db_connections: (profile.max_db_connections * 4 / 5).max(1),
+            }),
         })
     }
 }

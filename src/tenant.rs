@@ -309,7 +309,8 @@ impl Tier {
 
     /// Built-in defaults from common practice (seed articles): 100/1,000/10,000 requests
     /// per minute, 1,000/10,000/100,000 cache keys, statement timeouts as resource
-    /// governors against noisy neighbours.
+    /// governors against noisy neighbours, alarms at 5 % errors / 1,000 ms p99, 2 % /
+    /// 500 ms, 1 % / 200 ms.
     pub fn default_profile(self) -> TierProfile {
         match self {
             Tier::Starter => TierProfile {
@@ -322,6 +323,8 @@ impl Tier {
                 cache_key_quota: 1_000,
                 db_instance_class: None,
                 db_allocated_storage: None,
+                alarm_error_rate_percent: 5,
+                alarm_p99_latency_ms: 1_000,
             },
             Tier::Growth => TierProfile {
                 cpu: 512,
@@ -333,6 +336,8 @@ impl Tier {
                 cache_key_quota: 10_000,
                 db_instance_class: None,
                 db_allocated_storage: None,
+                alarm_error_rate_percent: 2,
+                alarm_p99_latency_ms: 500,
             },
             Tier::Enterprise => TierProfile {
                 cpu: 1024,
@@ -344,6 +349,8 @@ impl Tier {
                 cache_key_quota: 100_000,
                 db_instance_class: Some("db.t3.medium".into()),
                 db_allocated_storage: Some(50),
+                alarm_error_rate_percent: 1,
+                alarm_p99_latency_ms: 200,
             },
         }
     }
@@ -388,6 +395,10 @@ pub struct TierProfile {
     pub db_instance_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_allocated_storage: Option<u32>,
+    /// The tenant's error-rate alarm fires above this share of failed requests, percent.
+    pub alarm_error_rate_percent: u32,
+    /// The tenant's latency alarm fires when p99 request latency exceeds this, ms.
+    pub alarm_p99_latency_ms: u32,
 }
 
 /// Field-wise overrides of a profile, as written in the config file.
@@ -403,6 +414,8 @@ pub struct TierProfileOverride {
     pub cache_key_quota: Option<u32>,
     pub db_instance_class: Option<String>,
     pub db_allocated_storage: Option<u32>,
+    pub alarm_error_rate_percent: Option<u32>,
+    pub alarm_p99_latency_ms: Option<u32>,
 }
 
 impl TierProfile {
@@ -417,7 +430,9 @@ impl TierProfile {
             max_concurrent_requests,
             max_db_connections,
             statement_timeout_ms,
-            cache_key_quota
+            cache_key_quota,
+            alarm_error_rate_percent,
+            alarm_p99_latency_ms
         );
         if let Some(c) = &o.db_instance_class {
             self.db_instance_class = Some(c.clone());
@@ -457,6 +472,17 @@ impl TierProfile {
             return Err(format!(
                 "tier `{tier}`: cpu {} / memory {} is not a valid Fargate task size (cpu 256, 512, 1024, 2048 or 4096 with a memory size Fargate allows for it)",
                 self.cpu, self.memory
+            ));
+        }
+        if !(1..=100).contains(&self.alarm_error_rate_percent) {
+            return Err(format!(
+                "tier `{tier}`: alarm_error_rate_percent {} must be between 1 and 100",
+                self.alarm_error_rate_percent
+            ));
+        }
+        if self.alarm_p99_latency_ms == 0 {
+            return Err(format!(
+                "tier `{tier}`: alarm_p99_latency_ms must be at least 1"
             ));
         }
         Ok(())

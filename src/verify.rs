@@ -55,6 +55,7 @@ pub async fn verify_aws(aws: &AwsClients, inputs: &TenantInputs) -> Vec<Check> {
         secret(aws, name, &mut c).await;
     }
     dns_record(aws, inputs, &mut c).await;
+    crate::alarms::verify(&aws.cloudwatch, inputs, &mut c).await;
     model.verify_aws(aws, inputs, &mut c).await;
     c.into_vec()
 }

@@ -292,6 +292,28 @@ fn enterprise_tenant_lifecycle() {
         ])
         .unwrap();
     assert_eq!(td["taskDefinition"]["cpu"], "1024");
+    // The tier's alarms (1 % errors, 200 ms p99) and the database's.
+    let alarms = crate::alarms::alarms_of(&ws, &id);
+    let names: Vec<&str> = alarms.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "db-connections",
+            "db-cpu",
+            "db-free-storage",
+            "error-rate",
+            "latency-p99"
+        ],
+        "{alarms:?}"
+    );
+    assert_eq!(alarms["error-rate"]["Threshold"], 1.0);
+    assert_eq!(alarms["latency-p99"]["Threshold"], 200.0);
+    assert_eq!(alarms["db-cpu"]["Threshold"], 80.0);
+    // A fifth of the 50 GiB allocated; four fifths of the 100 connections allowed.
+    assert_eq!(alarms["db-free-storage"]["Threshold"], 10737418240.0);
+    assert_eq!(alarms["db-connections"]["Threshold"], 80.0);
+    let db_dims = alarms["db-cpu"]["Dimensions"].to_string();
+    assert!(db_dims.contains(&format!("\"{ident}\"")), "{db_dims}");
 
     ws.tenantctl(&["verify", &id]).assert_code(0);
     let again = ws.tenantctl(&["add", &id, "--tier", "enterprise"]);

@@ -2,6 +2,7 @@
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
 
 mod adoption;
+mod alarms;
 mod archive;
 mod bad_input;
 mod ci;

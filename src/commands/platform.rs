@@ -125,5 +125,6 @@ pub fn platform_values_from_outputs(out: &serde_json::Value) -> Result<PlatformV
         image: None,
         create_load_balancer: None,
         certificate_arn: None,
+        alarm_topic_arn: s("alarm_topic_arn"),
     })
 }

@@ -59,5 +59,12 @@ variable "tenants" {
     secret_recovery_window_days = number
     secret_version              = number
     tags                        = map(string)
+    alarms = optional(object({
+      namespace          = string
+      topic_arn          = optional(string)
+      error_rate_percent = number
+      p99_latency_ms     = number
+      db_connections     = number
+    }))
   }))
 }

@@ -676,3 +676,13 @@ resource "aws_cloudwatch_dashboard" "migrations" {
   dashboard_name = "${var.name}-migrations"
   dashboard_body = jsonencode({ widgets = local.migration_widgets })
 }
+
+################################################################################
+# Tenant alarms: every tenant's CloudWatch alarms notify this topic
+################################################################################
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${var.name}-tenant-alarms"
+  kms_master_key_id = "alias/aws/sns"
+  tags              = local.tags
+}

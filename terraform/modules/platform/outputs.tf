@@ -76,3 +76,8 @@ output "log_bucket" {
   description = "Name of the log bucket (data bucket access logs, load balancer logs, VPC flow logs)."
   value       = try(aws_s3_bucket.logs.bucket, null)
 }
+
+output "alarm_topic_arn" {
+  description = "ARN of the SNS topic tenant alarms notify (subscribe the on-call to it)."
+  value       = aws_sns_topic.alarms.arn
+}

@@ -303,3 +303,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "alarms" {
+  description = "The tenant's CloudWatch alarms: the namespace the application publishes Requests, Errors and Latency (ms) in, with TenantId and Tier dimensions; the tier's thresholds; the SNS topic to notify (null: alarms without actions); and, for a dedicated database, the connection count to alarm at. null: no alarms."
+  type = object({
+    namespace          = string
+    topic_arn          = optional(string)
+    error_rate_percent = number
+    p99_latency_ms     = number
+    db_connections     = number
+  })
+  default = null
+
+  validation {
+    condition     = var.alarms == null || try(var.alarms.error_rate_percent >= 1 && var.alarms.error_rate_percent <= 100 && var.alarms.p99_latency_ms >= 1, false)
+    error_message = "The alarms thresholds are invalid: error_rate_percent must be between 1 and 100 and p99_latency_ms at least 1."
+  }
+}
