@@ -187,10 +187,12 @@ fn describe_actual(a: &MetricAlarm) -> String {
     } else {
         // A metric-math alarm: its two inputs and their dimensions.
         let stats: Vec<_> = a.metrics().iter().filter_map(|q| q.metric_stat()).collect();
-        let names: Vec<&str> = stats
+        // Terraform keeps the queries as a set: their order says nothing.
+        let mut names: Vec<&str> = stats
             .iter()
             .filter_map(|s| s.metric().and_then(|m| m.metric_name()))
             .collect();
+        names.sort_unstable();
         let dims = stats
             .first()
             .and_then(|s| s.metric())
