@@ -77,6 +77,9 @@ pub enum Command {
     Import(ImportArgs),
     /// The recorded exports, also of removed tenants: id, time, location, size, tables, rows.
     Exports(ExportsArgs),
+    /// Monthly cost per tenant and for the fleet, estimated from what each tier creates
+    /// (a versioned price table, no network); `--what-if <id>=<tier>` compares tiers.
+    Cost(CostArgs),
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -211,6 +214,17 @@ pub struct MoveArgs {
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Only these tenants' rows (the fleet total and the platform shares always count
+    /// every declared tenant).
+    pub ids: Vec<String>,
+    /// Price the fleet as if tenant ID had tier TIER, beside what it costs now
+    /// (repeatable; shows those tenants unless ids are given).
+    #[arg(long, value_name = "ID=TIER")]
+    pub what_if: Vec<crate::cost::WhatIf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,9 @@ pub struct Config {
     pub archive: crate::archive::ArchiveConfig,
     #[serde(default)]
     pub moves: MovesConfig,
+    /// What `tenantctl cost` assumes and prices (see `src/cost.rs`).
+    #[serde(default)]
+    pub cost: crate::cost::CostConfig,
     #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
@@ -507,6 +510,7 @@ impl Config {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
         self.archive.validate()?;
+        self.cost.validate()?;
         Ok(())
     }
 
@@ -589,6 +593,22 @@ connection_budget = 10
 # A tier change that crosses isolation models moves the tenant's data; the source is
 # kept, hidden from the tenant, this many days (`tenantctl move <id> --finish` sooner).
 retain_days = 7
+
+[cost]
+# `tenantctl cost` prices what each tier creates from the built-in table of [aws] region
+# (prices/<region>.toml in the source); a file in the same format replaces it.
+# price_table = "prices/eu-west-1.toml"
+# The shared PostgreSQL of starter and growth tenants, which tenantctl does not create.
+# shared_database_class = "db.m5.large"
+# shared_database_storage_gb = 100
+# nat_gateways = 1
+# Known monthly figures replace the estimates of the shared stack and database.
+# platform_monthly = 250.0
+# shared_database_monthly = 400.0
+# [cost.tasks]               # tasks per tenant, per tier (default 1)
+# starter = 1
+# [cost.rds_instance_hour]   # RDS classes missing from the table, dollars per hour
+# "db.r7g.large" = 0.239
 
 [state]
 backend = "local"

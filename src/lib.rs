@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod cost;
 pub mod db;
 pub mod exit;
 pub mod fleet;

@@ -6,6 +6,7 @@ mod archive;
 mod bad_input;
 mod ci;
 mod cli_snapshots;
+mod cost;
 mod db_hijack;
 mod db_isolation;
 mod db_migrate;

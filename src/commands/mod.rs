@@ -3,6 +3,7 @@
 
 pub mod add;
 pub mod apply;
+pub mod cost;
 pub mod db;
 pub mod export;
 pub mod exports;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::List => list::run(&ctx).await,
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Move(args) => move_tenant::run(&ctx, args).await,
+        Command::Cost(args) => cost::run(&ctx, args),
         Command::Db { action } => db::run(&ctx, action).await,
         Command::Export(args) => export::run(&ctx, args).await,
         Command::Import(args) => import::run(&ctx, args).await,
