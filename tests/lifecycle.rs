@@ -85,6 +85,28 @@ fn starter_tenant_lifecycle() {
         .unwrap();
     let trust = role["Role"]["AssumeRolePolicyDocument"].to_string();
     assert!(trust.contains("ecs-tasks.amazonaws.com"), "{trust}");
+    // The module's tags: cost allocation (`tenant`) and ownership (`managed-by`).
+    let tags: Vec<(String, String)> = role["Role"]["Tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("role has no tags: {role:#}"))
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().into(),
+                t["Value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (k, v) in [
+        ("tenant", id.as_str()),
+        ("tier", "starter"),
+        ("managed-by", "tenantctl"),
+    ] {
+        assert!(
+            tags.contains(&(k.to_string(), v.to_string())),
+            "{k}={v} not in {tags:?}"
+        );
+    }
     let doc = role_policy_doc(&ws, &format!("tenant-{id}")).to_string();
     assert!(
         doc.contains(&format!("arn:aws:s3:::tenantctl-local-data/tenants/{id}/*")),
@@ -201,6 +223,58 @@ fn starter_tenant_lifecycle() {
         r.assert_code(3);
         insta::assert_snapshot!(format!("verify_drift_{format}"), snapshot_text(&r, &names));
     }
+
+    // Tags changed behind tenantctl's back are drift too: the task role's `tenant` tag
+    // removed, the secret's `tier` tag rewritten.
+    ws.aws(&[
+        "iam",
+        "untag-role",
+        "--role-name",
+        &format!("tenant-{id}"),
+        "--tag-keys",
+        "tenant",
+    ])
+    .unwrap();
+    ws.aws(&[
+        "secretsmanager",
+        "tag-resource",
+        "--secret-id",
+        &format!("tenants/{id}/db"),
+        "--tags",
+        "Key=tier,Value=enterprise",
+    ])
+    .unwrap();
+    let drift = ws.tenantctl(&["verify", &id, "--output", "json"]);
+    drift.assert_code(3);
+    let v: Value = serde_json::from_str(&drift.stdout()).unwrap();
+    let failed: Vec<(String, String)> = v["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", drift.dump()))
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().into(),
+                c["actual"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&(
+            "iam.task_role.tags".into(),
+            "managed-by=tenantctl,tenant missing,tier=starter".into()
+        )),
+        "{failed:?}\n{}",
+        drift.dump()
+    );
+    assert!(
+        failed.contains(&(
+            "secrets.db.tags".into(),
+            format!("managed-by=tenantctl,tenant={id},tier=enterprise")
+        )),
+        "{failed:?}\n{}",
+        drift.dump()
+    );
 
     // Guarded: no terminal and no --yes is refused, nothing removed.
     let refused = ws.tenantctl(&["remove", &id]);
