@@ -80,6 +80,8 @@ pub enum Command {
     /// Monthly cost per tenant and for the fleet, estimated from what each tier creates
     /// (a versioned price table, no network); `--what-if <id>=<tier>` compares tiers.
     Cost(CostArgs),
+    /// A tenant's audit trail: what tenantctl did to it, when, by whom, with what result.
+    Log(LogArgs),
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -214,6 +216,13 @@ pub struct MoveArgs {
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The tenant (also a removed one: its history stays).
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@
 
 pub mod adopt;
 pub mod archive;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod commands;

@@ -320,6 +320,37 @@ fn starter_tenant_lifecycle() {
         ])
         .is_err()
     );
+
+    // The audit trail: every add and remove, refused or done, with the tiers; no secret.
+    let log = ws.tenantctl(&["log", &id, "--output", "json"]);
+    log.assert_code(0);
+    let events: Vec<Value> = serde_json::from_str(&log.stdout()).unwrap();
+    let seen: Vec<(&str, &str, &Value, &Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+                &e["tier_before"],
+                &e["tier_after"],
+            )
+        })
+        .collect();
+    let (starter, none) = (Value::from("starter"), Value::Null);
+    assert_eq!(
+        seen,
+        [
+            ("add", "ok", &none, &starter),
+            ("add", "ok", &starter, &starter),
+            ("remove", "failed", &starter, &starter),
+            ("remove", "ok", &starter, &none),
+        ],
+        "{}",
+        log.dump()
+    );
+    let audit = std::fs::read_to_string(ws.path().join(".tenantctl/audit.jsonl")).unwrap();
+    let password = db_secret["password"].as_str().unwrap();
+    assert!(!audit.contains(password), "a secret reached the audit log");
 }
 
 #[test]

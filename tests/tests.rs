@@ -3,6 +3,7 @@
 
 mod adoption;
 mod archive;
+mod audit;
 mod bad_input;
 mod ci;
 mod cli_snapshots;
