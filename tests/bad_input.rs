@@ -205,4 +205,11 @@ fn move_requests_that_cannot_be_carried_out_are_refused_before_anything_runs() {
                 && l.contains(r#""result":"failed""#)),
         "{audit}"
     );
+    // `apply` records the tenants it changed or failed on, with the applied tier before.
+    assert!(
+        audit.lines().any(|l| l.contains(
+            r#""action":"apply","tenant":"third","tier_before":"starter","tier_after":"enterprise","result":"failed""#
+        )),
+        "{audit}"
+    );
 }
