@@ -9,7 +9,8 @@
 //! `adopt.tf.json` (JSON, so no string is pasted into HCL), which the plan and apply then
 //! carry out. The file is removed once the apply is done.
 //!
-//! A resource whose tags (`TenantId`, `tenantctl:tenant`) name another tenant is never
+//! A resource whose tags (`tenant`, or `TenantId` and `tenantctl:tenant` of older
+//! versions of the module) name another tenant is never
 //! adopted: the apply stops before anything is imported. Route53 records have no tags:
 //! the record's name is the tenant's own (derived names never collide, see
 //! `tenant::DERIVED_SUFFIXES`).
@@ -116,7 +117,7 @@ fn write(dir: &Path, adoptions: &[Adoption]) -> Result<()> {
 
 /// The tenant another tenant's tags name, if any.
 fn owner_conflict(tags: &BTreeMap<String, String>, id: &str) -> Option<String> {
-    ["TenantId", "tenantctl:tenant"]
+    ["tenant", "TenantId", "tenantctl:tenant"]
         .iter()
         .filter_map(|k| tags.get(*k))
         .find(|v| v.as_str() != id)

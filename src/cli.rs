@@ -82,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// Monthly cost per tenant and for the fleet, estimated from what each tier creates
+    /// (a versioned price table, no network); `--what-if <id>=<tier>` compares tiers.
+    Cost(CostArgs),
+    /// A tenant's audit trail: what tenantctl did to it, when, by whom, with what result.
+    Log(LogArgs),
     /// Schema migrations across all tenants.
     Db {
         #[command(subcommand)]
@@ -216,6 +221,24 @@ pub struct MoveArgs {
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The tenant (also a removed one: its history stays).
+    #[arg(allow_hyphen_values = true)]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Only these tenants' rows (the fleet total and the platform shares always count
+    /// every declared tenant).
+    pub ids: Vec<String>,
+    /// Price the fleet as if tenant ID had tier TIER, beside what it costs now
+    /// (repeatable; shows those tenants unless ids are given).
+    #[arg(long, value_name = "ID=TIER")]
+    pub what_if: Vec<crate::cost::WhatIf>,
 }
 
 #[derive(Debug, Subcommand)]

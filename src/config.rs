@@ -35,6 +35,9 @@ pub struct Config {
     pub archive: crate::archive::ArchiveConfig,
     #[serde(default)]
     pub moves: MovesConfig,
+    /// What `tenantctl cost` assumes and prices (see `src/cost.rs`).
+    #[serde(default)]
+    pub cost: crate::cost::CostConfig,
     #[serde(default)]
     pub alarms: AlarmsConfig,
     #[serde(default)]
@@ -555,6 +558,7 @@ impl Config {
                 "[alarms] topic_arn `{arn}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"
             );
         }
+        self.cost.validate()?;
         Ok(())
     }
 
@@ -644,6 +648,22 @@ connection_budget = 10
 # A tier change that crosses isolation models moves the tenant's data; the source is
 # kept, hidden from the tenant, this many days (`tenantctl move <id> --finish` sooner).
 retain_days = 7
+
+[cost]
+# `tenantctl cost` prices what each tier creates from the built-in table of [aws] region
+# (prices/<region>.toml in the source); a file in the same format replaces it.
+# price_table = "prices/eu-west-1.toml"
+# The shared PostgreSQL of starter and growth tenants, which tenantctl does not create.
+# shared_database_class = "db.m5.large"
+# shared_database_storage_gb = 100
+# nat_gateways = 1
+# Known monthly figures replace the estimates of the shared stack and database.
+# platform_monthly = 250.0
+# shared_database_monthly = 400.0
+# [cost.tasks]               # tasks per tenant, per tier (default 1)
+# starter = 1
+# [cost.rds_instance_hour]   # RDS classes missing from the table, dollars per hour
+# "db.r7g.large" = 0.239
 
 [state]
 backend = "local"

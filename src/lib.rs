@@ -18,12 +18,14 @@
 pub mod adopt;
 pub mod alarms;
 pub mod archive;
+pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod cost;
 pub mod db;
 pub mod exit;
 pub mod fleet;

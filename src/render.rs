@@ -258,10 +258,10 @@ impl TenantInputs {
         } else {
             (String::new(), Vec::new())
         };
-        let mut tags = BTreeMap::new();
-        tags.insert("managed-by".to_string(), "tenantctl".to_string());
-        tags.insert("tenantctl:tenant".to_string(), spec.id.to_string());
-        tags.insert("tenantctl:tier".to_string(), spec.tier.to_string());
+        // The module tags every resource with `tenant`, `tier`, `isolation` and
+        // `managed-by` itself (so does a root that uses it without tenantctl); these are
+        // extra tags, none so far.
+        let tags = BTreeMap::new();
         Ok(TenantInputs {
             tenant_id: spec.id.clone(),
             tier: spec.tier.to_string(),

@@ -16,7 +16,6 @@ use crate::aws::AwsClients;
 use crate::isolation;
 use crate::render::TenantInputs;
 use crate::report::{Check, Checks};
-use crate::tenant::TenantId;
 
 /// An SDK error: "the thing does not exist" is drift (Fail), anything else is an error.
 fn is_not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
@@ -50,9 +49,9 @@ pub async fn verify_aws(aws: &AwsClients, inputs: &TenantInputs) -> Vec<Check> {
     let model = isolation::model(inputs.isolation);
     task_definition(aws, inputs, &mut c).await;
     task_role(aws, inputs, &mut c).await;
-    execution_role(aws, id, &mut c).await;
+    execution_role(aws, inputs, &mut c).await;
     for name in &model.secret_names(id) {
-        secret(aws, name, &mut c).await;
+        secret(aws, inputs, name, &mut c).await;
     }
     dns_record(aws, inputs, &mut c).await;
     crate::alarms::verify(&aws.cloudwatch, inputs, &mut c).await;
@@ -69,6 +68,47 @@ pub fn expected_env(inputs: &TenantInputs) -> BTreeMap<String, String> {
     env
 }
 
+/// The tags the tenant module puts on every resource it creates (`local.tags` in
+/// terraform/modules/tenant/main.tf): cost allocation and ownership rest on them, so a
+/// missing or wrong one is drift.
+pub fn expected_tags(inputs: &TenantInputs) -> BTreeMap<String, String> {
+    [
+        ("tenant", inputs.tenant_id.to_string()),
+        ("tier", inputs.tier.clone()),
+        ("managed-by", "tenantctl".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `<check>.tags`: the expected tags against the resource's (only those keys shown).
+fn tags_check<'a>(
+    c: &mut Checks,
+    check: &str,
+    inputs: &TenantInputs,
+    actual: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    let actual: BTreeMap<&str, &str> = actual.into_iter().collect();
+    let expected = expected_tags(inputs);
+    let shown: Vec<String> = expected
+        .keys()
+        .map(|k| match actual.get(k.as_str()) {
+            Some(v) => format!("{k}={v}"),
+            None => format!("{k} missing"),
+        })
+        .collect();
+    let pass = expected
+        .iter()
+        .all(|(k, v)| actual.get(k.as_str()) == Some(&v.as_str()));
+    c.add(
+        &format!("{check}.tags"),
+        fmt_map(&expected),
+        shown.join(","),
+        pass,
+    );
+}
+
 fn fmt_map(m: &BTreeMap<String, String>) -> String {
     m.iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -82,11 +122,12 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
         .ecs
         .describe_task_definition()
         .task_definition(&family)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
         .send()
         .await;
-    let td = match res {
+    let (td, td_tags) = match res {
         Ok(out) => match out.task_definition {
-            Some(td) => td,
+            Some(td) => (td, out.tags.unwrap_or_default()),
             None => return c.missing("ecs.task_definition", format!("family {family}")),
         },
         Err(e) => {
@@ -106,6 +147,12 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
         format!("family {family}"),
         format!("family {}", td.family().unwrap_or("?")),
         td.family() == Some(family.as_str()),
+    );
+    tags_check(
+        c,
+        "ecs.task_definition",
+        inputs,
+        td_tags.iter().filter_map(|t| Some((t.key()?, t.value()?))),
     );
     let cpu = inputs.cpu.to_string();
     c.add(
@@ -323,6 +370,12 @@ async fn task_role(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
         true,
     );
     trust_check(&role, "iam.task_role.trust", c);
+    tags_check(
+        c,
+        "iam.task_role",
+        inputs,
+        role.tags().iter().map(|t| (t.key(), t.value())),
+    );
 
     let docs = match role_policies(aws, &name).await {
         Ok(d) => d,
@@ -428,7 +481,8 @@ fn trust_check(role: &aws_sdk_iam::types::Role, check: &str, c: &mut Checks) {
     }
 }
 
-async fn execution_role(aws: &AwsClients, id: &TenantId, c: &mut Checks) {
+async fn execution_role(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
+    let id = &inputs.tenant_id;
     let name = id.execution_role_name();
     let Some(role) = get_role(aws, &name, "iam.execution_role", c).await else {
         return;
@@ -440,6 +494,12 @@ async fn execution_role(aws: &AwsClients, id: &TenantId, c: &mut Checks) {
         true,
     );
     trust_check(&role, "iam.execution_role.trust", c);
+    tags_check(
+        c,
+        "iam.execution_role",
+        inputs,
+        role.tags().iter().map(|t| (t.key(), t.value())),
+    );
     let docs = match role_policies(aws, &name).await {
         Ok(d) => d,
         Err(e) => return c.error("iam.execution_role.secrets_scope", "readable", e),
@@ -479,7 +539,7 @@ async fn execution_role(aws: &AwsClients, id: &TenantId, c: &mut Checks) {
     );
 }
 
-async fn secret(aws: &AwsClients, name: &str, c: &mut Checks) {
+async fn secret(aws: &AwsClients, inputs: &TenantInputs, name: &str, c: &mut Checks) {
     let check = format!("secrets.{}", name.rsplit('/').next().unwrap_or(name));
     match aws.secrets.describe_secret().secret_id(name).send().await {
         Ok(d) => {
@@ -500,6 +560,12 @@ async fn secret(aws: &AwsClients, name: &str, c: &mut Checks) {
                 format!("{name} exists, has a current version"),
                 actual,
                 current && !deleted,
+            );
+            tags_check(
+                c,
+                &check,
+                inputs,
+                d.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))),
             );
         }
         Err(e) => {
@@ -615,6 +681,14 @@ pub(crate) async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mu
         if kms.is_empty() { "none" } else { kms },
         !kms.is_empty(),
     );
+    tags_check(
+        c,
+        "rds.instance",
+        inputs,
+        db.tag_list()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?))),
+    );
     let dp = db.deletion_protection().unwrap_or(false);
     c.add(
         "rds.instance.deletion_protection",
@@ -631,6 +705,7 @@ pub(crate) async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut
         .describe_services()
         .cluster(&inputs.cluster_arn)
         .services(&name)
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
         .send()
         .await;
     match res {
@@ -647,6 +722,12 @@ pub(crate) async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut
                         format!("service {name} running family {name}"),
                         format!("service {name} running {td}"),
                         ok,
+                    );
+                    tags_check(
+                        c,
+                        "ecs.service",
+                        inputs,
+                        s.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))),
                     );
                 }
                 None => c.missing("ecs.service", format!("service {name}")),

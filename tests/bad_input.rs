@@ -4,8 +4,15 @@
 
 use crate::support::Workdir;
 
+/// The work dir's files, but the audit log: a refused action on a valid tenant id is
+/// recorded there (README, "Audit trail"), the one file a refusal writes.
 fn snapshot(ws: &Workdir) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = ws.all_files().into_iter().map(|(p, _)| p).collect();
+    let mut files: Vec<_> = ws
+        .all_files()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !p.ends_with(".tenantctl/audit.jsonl"))
+        .collect();
     files.sort();
     files
 }
@@ -190,4 +197,19 @@ fn move_requests_that_cannot_be_carried_out_are_refused_before_anything_runs() {
         assert!(!out.contains("cannot run"), "{command}\n{}", r.dump());
     }
     assert_eq!(snapshot(&ws), before, "a refused move wrote files");
+    let audit = std::fs::read_to_string(ws.path().join(".tenantctl/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(r#""action":"move","tenant":"mover""#)
+                && l.contains(r#""result":"failed""#)),
+        "{audit}"
+    );
+    // `apply` records the tenants it changed or failed on, with the applied tier before.
+    assert!(
+        audit.lines().any(|l| l.contains(
+            r#""action":"apply","tenant":"third","tier_before":"starter","tier_after":"enterprise","result":"failed""#
+        )),
+        "{audit}"
+    );
 }

@@ -327,9 +327,11 @@ fn one_failing_tenant_does_not_stop_the_others() {
     let bad = unique("bad");
     declare(&ws, &good, "starter");
     declare(&ws, &bad, "starter");
-    // Make `bad` fail on purpose: its IAM role name is already taken.
+    // Make `bad` fail on purpose: its IAM role name is already taken, by a role tagged for
+    // another tenant (an untagged one would be adopted, see src/adopt.rs).
     ws.aws(&["iam", "create-role", "--role-name", &format!("tenant-{bad}"), "--assume-role-policy-document",
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#]).unwrap();
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        "--tags", "Key=tenant,Value=someone-else"]).unwrap();
     let r = ws.tenantctl(&["apply", "--all", "--output", "json"]);
     r.assert_code(1);
     let v: Value = serde_json::from_str(&r.stdout()).unwrap();
@@ -348,7 +350,7 @@ fn one_failing_tenant_does_not_stop_the_others() {
         by_id(&bad)["error"]
             .as_str()
             .unwrap()
-            .contains("terraform apply"),
+            .contains("belong to another tenant"),
         "{v}"
     );
     assert_eq!(v["summary"]["failed"], 1);

@@ -85,6 +85,28 @@ fn starter_tenant_lifecycle() {
         .unwrap();
     let trust = role["Role"]["AssumeRolePolicyDocument"].to_string();
     assert!(trust.contains("ecs-tasks.amazonaws.com"), "{trust}");
+    // The module's tags: cost allocation (`tenant`) and ownership (`managed-by`).
+    let tags: Vec<(String, String)> = role["Role"]["Tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("role has no tags: {role:#}"))
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().into(),
+                t["Value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for (k, v) in [
+        ("tenant", id.as_str()),
+        ("tier", "starter"),
+        ("managed-by", "tenantctl"),
+    ] {
+        assert!(
+            tags.contains(&(k.to_string(), v.to_string())),
+            "{k}={v} not in {tags:?}"
+        );
+    }
     let doc = role_policy_doc(&ws, &format!("tenant-{id}")).to_string();
     assert!(
         doc.contains(&format!("arn:aws:s3:::tenantctl-local-data/tenants/{id}/*")),
@@ -202,6 +224,58 @@ fn starter_tenant_lifecycle() {
         insta::assert_snapshot!(format!("verify_drift_{format}"), snapshot_text(&r, &names));
     }
 
+    // Tags changed behind tenantctl's back are drift too: the task role's `tenant` tag
+    // removed, the secret's `tier` tag rewritten.
+    ws.aws(&[
+        "iam",
+        "untag-role",
+        "--role-name",
+        &format!("tenant-{id}"),
+        "--tag-keys",
+        "tenant",
+    ])
+    .unwrap();
+    ws.aws(&[
+        "secretsmanager",
+        "tag-resource",
+        "--secret-id",
+        &format!("tenants/{id}/db"),
+        "--tags",
+        "Key=tier,Value=enterprise",
+    ])
+    .unwrap();
+    let drift = ws.tenantctl(&["verify", &id, "--output", "json"]);
+    drift.assert_code(3);
+    let v: Value = serde_json::from_str(&drift.stdout()).unwrap();
+    let failed: Vec<(String, String)> = v["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", drift.dump()))
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().into(),
+                c["actual"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&(
+            "iam.task_role.tags".into(),
+            "managed-by=tenantctl,tenant missing,tier=starter".into()
+        )),
+        "{failed:?}\n{}",
+        drift.dump()
+    );
+    assert!(
+        failed.contains(&(
+            "secrets.db.tags".into(),
+            format!("managed-by=tenantctl,tenant={id},tier=enterprise")
+        )),
+        "{failed:?}\n{}",
+        drift.dump()
+    );
+
     // Guarded: no terminal and no --yes is refused, nothing removed.
     let refused = ws.tenantctl(&["remove", &id]);
     refused.assert_code(1);
@@ -246,6 +320,37 @@ fn starter_tenant_lifecycle() {
         ])
         .is_err()
     );
+
+    // The audit trail: every add and remove, refused or done, with the tiers; no secret.
+    let log = ws.tenantctl(&["log", &id, "--output", "json"]);
+    log.assert_code(0);
+    let events: Vec<Value> = serde_json::from_str(&log.stdout()).unwrap();
+    let seen: Vec<(&str, &str, &Value, &Value)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+                &e["tier_before"],
+                &e["tier_after"],
+            )
+        })
+        .collect();
+    let (starter, none) = (Value::from("starter"), Value::Null);
+    assert_eq!(
+        seen,
+        [
+            ("add", "ok", &none, &starter),
+            ("add", "ok", &starter, &starter),
+            ("remove", "failed", &starter, &starter),
+            ("remove", "ok", &starter, &none),
+        ],
+        "{}",
+        log.dump()
+    );
+    let audit = std::fs::read_to_string(ws.path().join(".tenantctl/audit.jsonl")).unwrap();
+    let password = db_secret["password"].as_str().unwrap();
+    assert!(!audit.contains(password), "a secret reached the audit log");
 }
 
 #[test]

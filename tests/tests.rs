@@ -4,9 +4,11 @@
 mod adoption;
 mod alarms;
 mod archive;
+mod audit;
 mod bad_input;
 mod ci;
 mod cli_snapshots;
+mod cost;
 mod db_hijack;
 mod db_isolation;
 mod db_migrate;

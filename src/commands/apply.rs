@@ -18,6 +18,13 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
     let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
     let svc = Services::new(ctx, true).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
+    // The tier each tenant was applied with, for the audit events of those that change.
+    let mut applied = std::collections::BTreeMap::new();
+    for spec in &specs {
+        let rec = svc.records.get(&spec.id).await?;
+        let tier = rec.last_apply.and_then(|a| a.tier.parse().ok());
+        applied.insert(spec.id.to_string(), (spec.id.clone(), tier, spec.tier));
+    }
     let opts = ApplyOptions {
         lock_timeout: args.lock_timeout,
         refresh: args.refresh,
@@ -45,6 +52,7 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         }
     })
     .await;
+    audit(ctx, &results, &applied);
     fleet::summary_report("apply", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());
@@ -61,4 +69,64 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         crate::output::status_line(text.trim_end());
     }
     Ok(verdict.exit_code())
+}
+
+/// An audit event per tenant the apply changed or failed on (an unchanged or skipped
+/// tenant was not acted on).
+fn audit(
+    ctx: &Ctx,
+    results: &[fleet::TenantSummary],
+    applied: &std::collections::BTreeMap<
+        String,
+        (
+            crate::tenant::TenantId,
+            Option<crate::tenant::Tier>,
+            crate::tenant::Tier,
+        ),
+    >,
+) {
+    for r in results {
+        if !matches!(r.status, Status::Changed | Status::Failed) {
+            continue;
+        }
+        let Some((id, before, after)) = applied.get(&r.tenant) else {
+            continue;
+        };
+        // `detail` also carries a move's line; a failed verification starts so.
+        let drift = r
+            .detail
+            .as_deref()
+            .filter(|d| d.starts_with("verify failed"));
+        let exit_code = if r.status == Status::Changed {
+            if drift.is_some() {
+                Outcome::Drift.code()
+            } else {
+                Outcome::Success.code()
+            }
+        } else if r.locked {
+            crate::exit::LOCKED
+        } else {
+            crate::exit::ERROR
+        };
+        let event = crate::audit::Event {
+            at: chrono::Utc::now(),
+            who: crate::audit::actor(),
+            action: "apply".into(),
+            tenant: id.clone(),
+            tier_before: *before,
+            tier_after: Some(*after),
+            result: crate::audit::result_of(exit_code).into(),
+            exit_code,
+            error: r
+                .error
+                .as_deref()
+                .map(crate::output::one_line)
+                .or_else(|| drift.map(str::to_string)),
+            duration_ms: r.duration_ms,
+            tenantctl_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        if let Err(e) = crate::audit::append(&ctx.ws.state_dir(), &event) {
+            tracing::warn!("the audit event of `apply {id}` was not recorded: {e:#}");
+        }
+    }
 }

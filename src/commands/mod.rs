@@ -3,12 +3,14 @@
 
 pub mod add;
 pub mod apply;
+pub mod cost;
 pub mod db;
 pub mod export;
 pub mod exports;
 pub mod import;
 pub mod init;
 pub mod list;
+pub mod log;
 pub mod move_tenant;
 pub mod plan;
 pub mod platform;
@@ -73,7 +75,64 @@ pub async fn run(cli: Cli) -> Result<u8> {
             && std::io::stderr().is_terminal()
             && std::env::var_os("CI").is_none(),
     };
-    match &cli.command {
+    let audited = audited(&cli.command).map(|(action, id)| {
+        let before = ctx.ws.read_tenant(&id).ok().flatten().map(|s| s.tier);
+        (action, id, before, std::time::Instant::now())
+    });
+    let result = dispatch(&ctx, &cli.command).await;
+    if let Some((action, id, tier_before, started)) = audited {
+        let (exit_code, error) = match &result {
+            Ok(code) => (*code, None),
+            Err(e) => (
+                crate::exit::code_for(e),
+                crate::exit::render_error(e)
+                    .lines()
+                    .next()
+                    .map(|l| l.trim_start_matches("error: ").to_string()),
+            ),
+        };
+        let event = crate::audit::Event {
+            at: chrono::Utc::now(),
+            who: crate::audit::actor(),
+            action: action.to_string(),
+            tier_after: ctx.ws.read_tenant(&id).ok().flatten().map(|s| s.tier),
+            tenant: id,
+            tier_before,
+            result: crate::audit::result_of(exit_code).to_string(),
+            exit_code,
+            error,
+            duration_ms: started.elapsed().as_millis() as u64,
+            tenantctl_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        if let Err(e) = crate::audit::append(&ctx.ws.state_dir(), &event) {
+            tracing::warn!(
+                "the audit event of `{action} {}` was not recorded: {e:#}",
+                event.tenant
+            );
+        }
+    }
+    result
+}
+
+/// The state-changing commands on one tenant that leave an audit event, and the tenant
+/// (an id that does not parse is refused before anything happens: nothing to record).
+fn audited(command: &Command) -> Option<(&'static str, crate::tenant::TenantId)> {
+    let (action, raw) = match command {
+        Command::Add(a) => ("add", &a.id),
+        Command::Remove(a) => ("remove", &a.id),
+        Command::Move(a) => ("move", &a.id),
+        Command::Export(a) => ("export", &a.id),
+        Command::Import(a) => ("import", &a.id),
+        _ => return None,
+    };
+    crate::tenant::TenantId::parse(raw)
+        .ok()
+        .map(|id| (action, id))
+}
+
+async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
+    let ctx = ctx.clone();
+    match command {
         Command::Init(_) | Command::Completions { .. } | Command::Man => {
             unreachable!("handled above")
         }
@@ -86,6 +145,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::List => list::run(&ctx).await,
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Move(args) => move_tenant::run(&ctx, args).await,
+        Command::Cost(args) => cost::run(&ctx, args),
+        Command::Log(args) => log::run(&ctx, args),
         Command::Db { action } => db::run(&ctx, action).await,
         Command::State {
             action: crate::cli::StateAction::Migrate(args),

@@ -14,7 +14,7 @@ mod table;
 mod writer;
 
 pub use progress::Progress;
-pub use table::{Align, Table};
+pub use table::{Align, Table, one_line};
 pub use writer::{StdoutClosed, emit, is_stdout_closed, status_line};
 
 use crate::context::OutputFormat;

@@ -57,11 +57,15 @@ locals {
     TENANT_ISOLATION = var.isolation
   })
 
+  # On every taggable resource: `tenant` is the cost-allocation tag (activate it in the
+  # Billing console to group costs by tenant), `managed-by` marks what tenantctl owns, and
+  # `tenantctl verify` reads them back (src/verify.rs, expected_tags). Last in the merge,
+  # so var.tags cannot change them.
   tags = merge(var.tags, {
-    TenantId  = var.tenant_id
-    Tier      = var.tier
-    Isolation = var.isolation
-    ManagedBy = "tenantctl"
+    tenant       = var.tenant_id
+    tier         = var.tier
+    isolation    = var.isolation
+    "managed-by" = "tenantctl"
   })
 }
 

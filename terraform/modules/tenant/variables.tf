@@ -299,7 +299,7 @@ variable "ecr_repository_arns" {
 }
 
 variable "tags" {
-  description = "Tags added to every taggable resource (on top of TenantId, Tier, Isolation and ManagedBy)."
+  description = "Tags added to every taggable resource, beside tenant, tier, isolation and managed-by (which the module sets and these cannot change)."
   type        = map(string)
   default     = {}
 }

@@ -1,0 +1,289 @@
+//! `tenantctl cost [<id>...] [--what-if <id>=<tier>...]`: the monthly estimate of
+//! `src/cost.rs` per tenant and for the fleet, or now beside a hypothetical change of
+//! tiers. Reads only the work dir: no AWS call, no database, nothing written.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::cli::CostArgs;
+use crate::context::Ctx;
+use crate::cost::{
+    FleetCost, Model, PriceSource, PriceTable, TenantCost, cents, dollars, estimate, signed_dollars,
+};
+use crate::exit::Outcome;
+use crate::output::{Align, Report, Table};
+use crate::tenant::{TenantId, Tier};
+
+pub fn run(ctx: &Ctx, args: &CostArgs) -> Result<u8> {
+    let ws = &ctx.ws;
+    let cfg = ctx.config();
+    // Every named tenant must be declared: one clear error before any figure.
+    let mut ids = Vec::new();
+    for raw in &args.ids {
+        let id = TenantId::parse(raw)?;
+        ws.tenant(&id)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let mut changes: BTreeMap<TenantId, Tier> = BTreeMap::new();
+    for w in &args.what_if {
+        ws.tenant(&w.id)?;
+        if let Some(prev) = changes.insert(w.id.clone(), w.tier)
+            && prev != w.tier
+        {
+            bail!(
+                "invalid --what-if: tenant `{}` is given two tiers, `{prev}` and `{}`",
+                w.id,
+                w.tier
+            );
+        }
+    }
+
+    let region = cfg.aws.effective().region_or_default();
+    let (prices, source) = PriceTable::load(&cfg.cost, &ws.root, &region)?;
+    let platform = crate::render::platform_values(ws)?;
+    let model = Model {
+        prices: &prices,
+        cost: &cfg.cost,
+        profiles: Tier::ALL.iter().map(|t| (*t, cfg.profile(*t))).collect(),
+        load_balancer: platform.create_load_balancer.unwrap_or(true),
+        alarms: cfg.alarms.enabled,
+    };
+    let fleet: Vec<(TenantId, Tier)> = ws.tenants()?.into_iter().map(|s| (s.id, s.tier)).collect();
+    let now = estimate(&fleet, &model)?;
+    let prices_line = prices_line(&prices, &source);
+    let prices_json = json!({
+        "region": prices.region,
+        "version": prices.version,
+        "currency": prices.currency,
+        "hours_per_month": prices.hours_per_month,
+        "source": source,
+    });
+
+    let report = if changes.is_empty() {
+        let shown = select(&now, &ids);
+        let mut table = breakdown_table(&shown);
+        fleet_summary(&mut table, &now);
+        table.summary(prices_line);
+        Report::new(
+            table,
+            json!({ "prices": prices_json, "tenants": shown.iter().map(|t| tenant_json(t)).collect::<Vec<_>>(), "fleet": fleet_json(&now) }),
+        )
+    } else {
+        let what_if_fleet: Vec<(TenantId, Tier)> = fleet
+            .iter()
+            .map(|(id, t)| (id.clone(), changes.get(id).copied().unwrap_or(*t)))
+            .collect();
+        let then = estimate(&what_if_fleet, &model)?;
+        let ids = if ids.is_empty() {
+            changes.keys().cloned().collect()
+        } else {
+            ids
+        };
+        compare(&now, &then, &ids, &changes, prices_line, prices_json)
+    };
+    report.emit(ctx.output)?;
+    Ok(Outcome::Success.code())
+}
+
+/// The named tenants' rows, or every tenant's.
+fn select<'a>(f: &'a FleetCost, ids: &[TenantId]) -> Vec<&'a TenantCost> {
+    if ids.is_empty() {
+        f.tenants.iter().collect()
+    } else {
+        ids.iter().filter_map(|id| f.get(id)).collect()
+    }
+}
+
+fn prices_line(p: &PriceTable, source: &PriceSource) -> String {
+    let from = match source {
+        PriceSource::BuiltIn => "built in".to_string(),
+        PriceSource::File(path) => format!("`{}`", path.display()),
+    };
+    format!(
+        "prices: {} version {} ({from}), {} per month of {} hours; estimated from what each tier creates, usage (traffic, logs, storage, requests) not included",
+        p.region, p.version, p.currency, p.hours_per_month
+    )
+}
+
+fn breakdown_table(rows: &[&TenantCost]) -> Table {
+    let mut t = Table::new(&[
+        "tenant", "tier", "compute", "database", "secrets", "kms", "alarms", "platform", "total",
+    ])
+    .titled("tenantctl cost (USD per month)")
+    .code(0);
+    for c in 2..=8 {
+        t = t.align(c, Align::Right);
+    }
+    for c in rows {
+        t.row([
+            c.id.to_string(),
+            c.tier.to_string(),
+            dollars(c.compute),
+            dollars(c.database),
+            dollars(c.secrets),
+            dollars(c.kms),
+            dollars(c.alarms),
+            dollars(c.platform),
+            dollars(c.total()),
+        ]);
+    }
+    t
+}
+
+fn fleet_summary(table: &mut Table, f: &FleetCost) {
+    let tiers: Vec<String> = f
+        .by_tier()
+        .iter()
+        .map(|(tier, (n, total))| format!("{tier} {n}: {}", dollars(*total)))
+        .collect();
+    table.summary(format!(
+        "fleet: {} tenants, {} per month ({})",
+        f.tenants.len(),
+        dollars(f.total()),
+        tiers.join(", ")
+    ));
+    let shared_db = f.tenants.iter().filter(|t| !is_silo(t.tier)).count();
+    let db = match (&f.shared.database_class, f.shared.database_storage_gb) {
+        (Some(c), Some(gb)) => format!(" ({c}, {gb} GiB)"),
+        _ => String::new(),
+    };
+    table.summary(format!(
+        "shared: platform {} over {} tenants, database{db} {} over {shared_db} starter and growth tenants",
+        dollars(f.shared.platform),
+        f.tenants.len(),
+        dollars(f.shared.database),
+    ));
+    if f.unallocated > 0.0 {
+        table.summary(format!(
+            "unallocated: {} per month of shared cost no tenant carries",
+            dollars(f.unallocated)
+        ));
+    }
+}
+
+fn is_silo(t: Tier) -> bool {
+    t.isolation() == crate::tenant::Isolation::Silo
+}
+
+fn tenant_json(c: &TenantCost) -> Value {
+    json!({
+        "id": c.id,
+        "tier": c.tier,
+        "isolation": c.tier.isolation(),
+        "resources": c.resources,
+        "monthly": {
+            "compute": cents(c.compute),
+            "database": cents(c.database),
+            "secrets": cents(c.secrets),
+            "kms": cents(c.kms),
+            "alarms": cents(c.alarms),
+            "platform": cents(c.platform),
+            "total": cents(c.total()),
+        },
+    })
+}
+
+fn fleet_json(f: &FleetCost) -> Value {
+    let by_tier: serde_json::Map<String, Value> = f
+        .by_tier()
+        .iter()
+        .map(|(tier, (n, total))| {
+            (
+                tier.to_string(),
+                json!({ "tenants": n, "monthly": cents(*total) }),
+            )
+        })
+        .collect();
+    json!({
+        "tenants": f.tenants.len(),
+        "monthly": cents(f.total()),
+        "by_tier": by_tier,
+        "shared": {
+            "platform": cents(f.shared.platform),
+            "database": cents(f.shared.database),
+            "database_class": f.shared.database_class,
+            "database_storage_gb": f.shared.database_storage_gb,
+        },
+        "unallocated": cents(f.unallocated),
+    })
+}
+
+fn compare(
+    now: &FleetCost,
+    then: &FleetCost,
+    ids: &[TenantId],
+    changes: &BTreeMap<TenantId, Tier>,
+    prices_line: String,
+    prices_json: Value,
+) -> Report {
+    let mut t = Table::new(&["tenant", "tier", "now", "what-if tier", "what-if", "change"])
+        .titled("tenantctl cost --what-if (USD per month)")
+        .code(0)
+        .align(2, Align::Right)
+        .align(4, Align::Right)
+        .align(5, Align::Right);
+    let mut rows = Vec::new();
+    for id in ids {
+        let (Some(a), Some(b)) = (now.get(id), then.get(id)) else {
+            continue;
+        };
+        t.row([
+            id.to_string(),
+            a.tier.to_string(),
+            dollars(a.total()),
+            b.tier.to_string(),
+            dollars(b.total()),
+            signed_dollars(b.total() - a.total()),
+        ]);
+        rows.push(json!({
+            "id": id,
+            "now": tenant_json(a),
+            "what_if": tenant_json(b),
+            "change": cents(b.total() - a.total()),
+        }));
+    }
+    let described: Vec<String> = changes
+        .iter()
+        .map(|(id, tier)| {
+            let from = now.get(id).map(|c| c.tier.to_string()).unwrap_or_default();
+            format!("{id} {from} -> {tier}")
+        })
+        .collect();
+    let fleet_change = then.total() - now.total();
+    t.summary(format!(
+        "fleet: {} per month now, {} with {}: {}",
+        dollars(now.total()),
+        dollars(then.total()),
+        described.join(", "),
+        signed_dollars(fleet_change)
+    ));
+    let own_change: f64 = changes
+        .keys()
+        .filter_map(|id| Some(then.get(id)?.total() - now.get(id)?.total()))
+        .sum();
+    let others = now.tenants.len() - changes.len();
+    t.summary(format!(
+        "of which the other {others} tenants: {} (their shares of the shared platform and database)",
+        signed_dollars(fleet_change - own_change)
+    ));
+    t.summary(prices_line);
+    let json = json!({
+        "prices": prices_json,
+        "what_if": changes.iter().map(|(id, tier)| json!({
+            "id": id,
+            "from": now.get(id).map(|c| c.tier),
+            "to": tier,
+        })).collect::<Vec<_>>(),
+        "tenants": rows,
+        "fleet": {
+            "now": fleet_json(now),
+            "what_if": fleet_json(then),
+            "change": cents(fleet_change),
+        },
+    });
+    Report::new(t, json)
+}
