@@ -31,6 +31,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod metrics;
 pub mod moves;
+pub mod offboard;
 pub mod output;
 pub mod records;
 pub mod render;

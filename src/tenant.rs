@@ -322,6 +322,7 @@ impl Tier {
                 cache_key_quota: 1_000,
                 db_instance_class: None,
                 db_allocated_storage: None,
+                tenant_key: false,
             },
             Tier::Growth => TierProfile {
                 cpu: 512,
@@ -333,6 +334,7 @@ impl Tier {
                 cache_key_quota: 10_000,
                 db_instance_class: None,
                 db_allocated_storage: None,
+                tenant_key: false,
             },
             Tier::Enterprise => TierProfile {
                 cpu: 1024,
@@ -344,6 +346,7 @@ impl Tier {
                 cache_key_quota: 100_000,
                 db_instance_class: Some("db.t3.medium".into()),
                 db_allocated_storage: Some(50),
+                tenant_key: true,
             },
         }
     }
@@ -388,6 +391,10 @@ pub struct TierProfile {
     pub db_instance_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_allocated_storage: Option<u32>,
+    /// A KMS key of the tenant's own for its secrets, log group and exports (a dedicated
+    /// database always has one). Deleting it is crypto-shredding (`remove --shred`).
+    #[serde(default)]
+    pub tenant_key: bool,
 }
 
 /// Field-wise overrides of a profile, as written in the config file.
@@ -403,6 +410,7 @@ pub struct TierProfileOverride {
     pub cache_key_quota: Option<u32>,
     pub db_instance_class: Option<String>,
     pub db_allocated_storage: Option<u32>,
+    pub tenant_key: Option<bool>,
 }
 
 impl TierProfile {
@@ -424,6 +432,9 @@ impl TierProfile {
         }
         if let Some(s) = o.db_allocated_storage {
             self.db_allocated_storage = Some(s);
+        }
+        if let Some(k) = o.tenant_key {
+            self.tenant_key = k;
         }
         self
     }

@@ -350,7 +350,19 @@ fn assert_key_policy_is_the_tenants(ws: &Workdir, key: &str, ident: &str) {
         let uses = as_list(&st["Action"])
             .iter()
             .any(|a| ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"].contains(&a.as_str()));
-        if uses {
+        let logs = st["Principal"]["Service"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("logs."));
+        if uses && logs {
+            // CloudWatch Logs encrypts the tenant's own log group, and nothing else.
+            let group = format!("log-group:/tenants/{}", ident.trim_start_matches("tenant-"));
+            assert!(
+                st["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&group)),
+                "CloudWatch Logs may use the key beyond the tenant's log group: {st}"
+            );
+        } else if uses {
             assert!(
                 !as_list(&st["Condition"]["StringEquals"]["kms:ViaService"]).is_empty(),
                 "a statement uses the key outside the tenant's data services: {st}"
