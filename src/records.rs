@@ -63,6 +63,9 @@ pub struct RemoveJournal {
     /// The tenant's KMS key (ARN), read before the destroy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The key was taken out of the destroy (no `--shred`): it outlives the tenant.
+    #[serde(default)]
+    pub key_kept: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -95,6 +95,7 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
             objects: None,
             database_dropped: false,
             key: None,
+            key_kept: false,
         },
     };
     save(&svc, &id, &j).await?;
@@ -167,6 +168,8 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
                     // Without `--shred` the key outlives the tenant: exports and secrets
                     // under it stay readable. Terraform forgets it; the destroy keeps it.
                     tf.state_rm(&key_address, args.lock_timeout).await?;
+                    j.key_kept = true;
+                    save(&svc, &id, &j).await?;
                 }
             }
         }
@@ -302,15 +305,20 @@ fn summary(ctx: &Ctx, id: &TenantId, j: &RemoveJournal, has_key: bool) -> Vec<St
         .key
         .clone()
         .unwrap_or_else(|| format!("alias/{}", id.resource_name()));
-    if has_key && j.shred {
+    if has_key && j.shred && !j.key_kept {
         let days = ctx.config().keys.deletion_window_days;
         let when = (j.started_at + chrono::Duration::days(days.into())).format("%Y-%m-%d");
         out.push(format!(
             "{id}: shredded: KMS key {key} is scheduled for deletion in {days} days ([keys] deletion_window_days), around {when}; from then on the tenant's secrets, log group and every export under that key (the export above included) are unreadable, for good. Until then `aws kms cancel-key-deletion --key-id {key}` undoes it"
         ));
     } else if has_key {
+        let late = if j.shred {
+            " (`--shred` came after an earlier run of this removal had kept it)"
+        } else {
+            ""
+        };
         out.push(format!(
-            "{id}: KMS key {key} kept (exports under it stay readable); shred later with `aws kms schedule-key-deletion --key-id {key} --pending-window-in-days 30`"
+            "{id}: KMS key {key} kept{late} (exports under it stay readable); shred later with `aws kms schedule-key-deletion --key-id {key} --pending-window-in-days 30`"
         ));
     }
     out
