@@ -208,7 +208,11 @@ fn starter_tenant_lifecycle() {
     assert!(refused.stderr().contains("--yes"), "{}", refused.dump());
     assert!(ws.path().join(format!("tenants/{id}.toml")).exists());
 
-    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    // `--no-export`: the platform's data bucket (the default archive location) denies
+    // every request without TLS, and moto is plain HTTP; remove's export is covered with
+    // a bucket of the test's own in tests/offboarding.rs.
+    ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
+        .assert_code(0);
     assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
     assert!(
         ws.aws(&["iam", "get-role", "--role-name", &format!("tenant-{id}")])
@@ -303,7 +307,11 @@ fn enterprise_tenant_lifecycle() {
         &[format!("tenants/{id}/db"), format!("tenants/{id}/db-admin")],
     );
 
-    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    // `--no-export`: the platform's data bucket (the default archive location) denies
+    // every request without TLS, and moto is plain HTTP; remove's export is covered with
+    // a bucket of the test's own in tests/offboarding.rs.
+    ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
+        .assert_code(0);
     let gone = ws.aws(&[
         "rds",
         "describe-db-instances",
