@@ -196,6 +196,15 @@ pub struct RemoveArgs {
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,
+    /// Remove without exporting the tenant's data first (the export is otherwise
+    /// mandatory: a failed export stops the removal before anything is deleted).
+    #[arg(long)]
+    pub no_export: bool,
+    /// Crypto-shredding: schedule the deletion of the tenant's KMS key (pending window
+    /// `[keys] deletion_window_days`), making its secrets, logs and every export under
+    /// that key unreadable once the window is over.
+    #[arg(long)]
+    pub shred: bool,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,9 @@ pub struct Config {
     pub cost: crate::cost::CostConfig,
     #[serde(default)]
     pub alarms: AlarmsConfig,
+    /// Tenants' own KMS keys (`[tiers.<tier>] tenant_key` says which tiers have one).
+    #[serde(default)]
+    pub keys: KeysConfig,
     #[serde(default)]
     pub tiers: BTreeMap<Tier, TierProfileOverride>,
     /// Set by `init --local`: enables settings that only make sense against the emulator.
@@ -106,6 +109,10 @@ pub struct PlatformValues {
     /// The SNS topic the platform creates for tenant alarms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_topic_arn: Option<String>,
+    /// Platform stack only: the data bucket refuses requests not over TLS. Default: on,
+    /// unless the AWS endpoint is plain `http://` (an emulator, which it would lock out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_insecure_transport: Option<bool>,
 }
 
 impl PlatformValues {
@@ -135,6 +142,10 @@ impl PlatformValues {
             create_load_balancer: pick(&self.create_load_balancer, &recorded.create_load_balancer),
             certificate_arn: pick(&self.certificate_arn, &recorded.certificate_arn),
             alarm_topic_arn: pick(&self.alarm_topic_arn, &recorded.alarm_topic_arn),
+            deny_insecure_transport: pick(
+                &self.deny_insecure_transport,
+                &recorded.deny_insecure_transport,
+            ),
         }
     }
 }
@@ -243,6 +254,31 @@ impl Default for MovesConfig {
 fn default_retain_days() -> u32 {
     7
 }
+
+/// Tenants' own KMS keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Pending window of a tenant key scheduled for deletion (`remove --shred`): 7 to 30
+    /// days, during which `aws kms cancel-key-deletion` still undoes the shredding.
+    #[serde(default = "default_deletion_window_days")]
+    pub deletion_window_days: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            deletion_window_days: default_deletion_window_days(),
+        }
+    }
+}
+
+fn default_deletion_window_days() -> u32 {
+    30
+}
+
+/// The KMS limits of a key's pending deletion window.
+pub const KEY_DELETION_WINDOW_DAYS: std::ops::RangeInclusive<u32> = 7..=30;
 
 /// The longest retention: a retained silo source keeps paying for its RDS instance.
 pub const MAX_RETAIN_DAYS: u32 = 365;
@@ -548,6 +584,14 @@ impl Config {
         if let Some(ns) = &self.metrics.namespace {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
+        if !KEY_DELETION_WINDOW_DAYS.contains(&self.keys.deletion_window_days) {
+            bail!(
+                "[keys] deletion_window_days = {} is invalid: it must be between {} and {} days (the KMS limits of a key's pending deletion)",
+                self.keys.deletion_window_days,
+                KEY_DELETION_WINDOW_DAYS.start(),
+                KEY_DELETION_WINDOW_DAYS.end()
+            );
+        }
         self.archive.validate()?;
         check_metrics_namespace(&self.alarms.namespace)
             .map_err(|e| anyhow::anyhow!("[alarms] namespace: {e}"))?;
@@ -664,6 +708,12 @@ retain_days = 7
 # starter = 1
 # [cost.rds_instance_hour]   # RDS classes missing from the table, dollars per hour
 # "db.r7g.large" = 0.239
+# Offboarding (`tenantctl remove`, see README "Offboarding"):
+# [archive]
+# kms_key_id = "alias/tenant-archive"   # the archive key: final snapshots and archived objects of removed tenants
+# objects = "archive"                   # the tenant's S3 prefix on remove: "archive" (copy, then delete) or "delete"
+# [keys]
+# deletion_window_days = 30             # remove --shred: pending window of a tenant key's deletion (7-30)
 
 [state]
 backend = "local"
@@ -722,6 +772,27 @@ skip_final_snapshot = true
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_deletion_window_is_within_the_kms_limits() {
+        for (days, ok) in [(6, false), (7, true), (30, true), (31, false)] {
+            let cfg: Config =
+                toml::from_str(&format!("[keys]\ndeletion_window_days = {days}\n")).unwrap();
+            let r = cfg.validate();
+            assert_eq!(r.is_ok(), ok, "{days}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("[keys] deletion_window_days"), "{e}");
+            }
+        }
+        let cfg: Config = toml::from_str("[archive]\nobjects = \"delete\"\n").unwrap();
+        assert_eq!(cfg.archive.objects, crate::archive::ObjectsPolicy::Delete);
+        assert!(toml::from_str::<Config>("[archive]\nobjects = \"keep\"\n").is_err());
+        // Enterprise tenants have keys of their own by default, other tiers on request.
+        assert!(cfg.profile(Tier::Enterprise).tenant_key);
+        assert!(!cfg.profile(Tier::Starter).tenant_key);
+        let cfg: Config = toml::from_str("[tiers.growth]\ntenant_key = true\n").unwrap();
+        assert!(cfg.profile(Tier::Growth).tenant_key);
+    }
 
     #[test]
     fn templates_parse_and_validate() {

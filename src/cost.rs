@@ -277,7 +277,8 @@ pub struct Resources {
 
 impl Resources {
     /// From the tier's profile and the tenant module: every tenant has the `db` secret,
-    /// a silo tenant also `db-admin`, its KMS key and its RDS instance. With alarms on,
+    /// a silo tenant also `db-admin` and its RDS instance, a tier with `tenant_key` (and
+    /// every silo) its KMS key. With alarms on,
     /// every tenant has two (error rate, p99 latency) and a silo three more on its
     /// database (`terraform/modules/tenant/alarms.tf`).
     pub fn of(tier: Tier, profile: &TierProfile, cfg: &CostConfig, alarms: bool) -> Resources {
@@ -295,7 +296,8 @@ impl Resources {
             db_storage_gb: silo
                 .then(|| profile.db_allocated_storage.unwrap_or(MODULE_DB_STORAGE_GB)),
             secrets: if silo { 2 } else { 1 },
-            kms_keys: u32::from(silo),
+            // `[tiers.<tier>] tenant_key`; a dedicated database always has one.
+            kms_keys: u32::from(silo || profile.tenant_key),
             alarms: match (alarms, silo) {
                 (false, _) => 0,
                 (true, false) => 2,

@@ -35,6 +35,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod metrics;
 pub mod moves;
+pub mod offboard;
 pub mod output;
 pub mod records;
 pub mod render;

@@ -289,6 +289,7 @@ pub async fn converge(
         .terraform(spec, "apply", bar.clone())?
         .with_lock_timeout(lock_timeout);
     tf.init().await?;
+    reclaim_secrets(svc, spec, rendered).await?;
     let adopted = crate::adopt::prepare(&svc.aws, &tf, &rendered.inputs, &rendered.dir).await?;
     for a in &adopted {
         svc.ctx.info(format!(
@@ -314,6 +315,27 @@ pub async fn converge(
     .await;
     crate::adopt::clear(&rendered.dir);
     result
+}
+
+/// An id added again inside the secret recovery window of its removal: its secrets still
+/// exist, scheduled for deletion, and creating them again would fail halfway with
+/// `ResourceExistsException`. They are restored deliberately, before anything is
+/// created, and the apply adopts them and writes new values.
+async fn reclaim_secrets(svc: &Services, spec: &TenantSpec, rendered: &RenderedRoot) -> Result<()> {
+    let mut names = vec![spec.id.db_secret_name()];
+    if rendered.inputs.dedicated_database {
+        names.push(spec.id.db_admin_secret_name());
+    }
+    let pending = crate::offboard::pending_secrets(&svc.aws, &names).await?;
+    for p in &pending {
+        svc.ctx.info(format!(
+            "{}: restoring secret `{}` (scheduled for deletion on {} by an earlier removal of the same id, [terraform] secret_recovery_window_days); the apply adopts it and writes a new value",
+            spec.id,
+            p.name,
+            p.deleted.as_deref().unwrap_or("?")
+        ));
+    }
+    crate::offboard::restore_secrets(&svc.aws, &pending).await
 }
 
 /// Resources to replace because the last verification found drift Terraform cannot see.

@@ -26,6 +26,46 @@ pub struct TenantRecord {
     /// The move journal while a tier change moves the tenant's data (`src/moves/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving: Option<crate::moves::journal::Journal>,
+    /// The progress of a `remove` under way: a rerun continues at the recorded step
+    /// (`src/commands/remove.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing: Option<RemoveJournal>,
+}
+
+/// What a `remove` has done so far. Each step is recorded once it is complete, and each
+/// is idempotent, so an interrupted remove is simply run again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoveJournal {
+    /// When the removal started: names the final snapshot and the archived objects.
+    pub started_at: DateTime<Utc>,
+    /// `--shred` as the first run asked (a rerun keeps it, or adds it).
+    #[serde(default)]
+    pub shred: bool,
+    /// Where the export went; `skipped` with `--no-export`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exported: Option<String>,
+    /// Terraform is destroying the tenant (set before the destroy starts, so a rerun
+    /// after a destroy that completed but was not recorded can tell).
+    #[serde(default)]
+    pub destroying: bool,
+    /// The destroy removed the tenant's resources (and how many).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroyed: Option<u64>,
+    /// The final snapshot's copy under the archive key (dedicated database only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The tenant's S3 objects were archived or deleted (the policy applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<String>,
+    /// The tenant's database objects were dropped.
+    #[serde(default)]
+    pub database_dropped: bool,
+    /// The tenant's KMS key (ARN), read before the destroy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key was taken out of the destroy (no `--shred`): it outlives the tenant.
+    #[serde(default)]
+    pub key_kept: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

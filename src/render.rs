@@ -153,6 +153,12 @@ pub struct TenantInputs {
     pub db_allocated_storage: u32,
     pub deletion_protection: bool,
     pub skip_final_snapshot: bool,
+    /// Set while offboarding (`remove`): a unique name per removal, so the same id can
+    /// be removed twice. Null otherwise (the module's default name).
+    pub final_snapshot_identifier: Option<String>,
+    /// The tenant's own KMS key (`[tiers.<tier>] tenant_key`).
+    pub tenant_key: bool,
+    pub key_deletion_window_days: u32,
     pub secret_recovery_window_days: u32,
     pub secret_version: u32,
     pub tags: BTreeMap<String, String>,
@@ -180,6 +186,9 @@ pub struct RenderOptions {
     /// Keep a dedicated database whatever the tier: a move into or out of silo (see
     /// `moves::Journal::render`).
     pub dedicated_database: bool,
+    /// Offboarding: when the removal started, naming the final snapshot of a
+    /// dedicated database (`tenant-<id>-final-<time>`).
+    pub final_snapshot_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Platform values from the config, filled from `platform apply` outputs.
@@ -301,6 +310,11 @@ impl TenantInputs {
             db_allocated_storage: profile.db_allocated_storage.unwrap_or(20),
             deletion_protection: !opts.allow_destroy,
             skip_final_snapshot: cfg.terraform.skip_final_snapshot.unwrap_or(false),
+            final_snapshot_identifier: opts
+                .final_snapshot_at
+                .map(|at| final_snapshot_name(&spec.id, at)),
+            tenant_key: profile.tenant_key,
+            key_deletion_window_days: cfg.keys.deletion_window_days,
             secret_recovery_window_days: cfg.terraform.secret_recovery_window_days.unwrap_or(7),
             secret_version: 1,
             tags,
@@ -317,6 +331,11 @@ impl TenantInputs {
             }),
         })
     }
+}
+
+/// The final snapshot of a dedicated database removed at `at`: unique per removal.
+pub fn final_snapshot_name(id: &TenantId, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{}-final-{}", id.resource_name(), at.format("%Y%m%d%H%M%S"))
 }
 
 #[derive(Debug, Serialize)]
@@ -468,6 +487,14 @@ pub fn platform_root(cfg: &Config, aws: &AwsSettings) -> Result<RootFiles> {
             "force_destroy": cfg.local,
             "create_dashboard": cfg.metrics.enabled(aws),
             "metrics_namespace": cfg.metrics.namespace(),
+            // An endpoint reached over plain HTTP (the local emulator) would be locked out
+            // of the data bucket by its TLS-only policy: exports and offboarding use it.
+            "deny_insecure_transport": p.deny_insecure_transport.unwrap_or_else(|| {
+                !aws
+                    .endpoint_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("http://"))
+            }),
         }),
     );
     let mut files = BTreeMap::new();

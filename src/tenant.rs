@@ -325,6 +325,7 @@ impl Tier {
                 db_allocated_storage: None,
                 alarm_error_rate_percent: 5,
                 alarm_p99_latency_ms: 1_000,
+                tenant_key: false,
             },
             Tier::Growth => TierProfile {
                 cpu: 512,
@@ -338,6 +339,7 @@ impl Tier {
                 db_allocated_storage: None,
                 alarm_error_rate_percent: 2,
                 alarm_p99_latency_ms: 500,
+                tenant_key: false,
             },
             Tier::Enterprise => TierProfile {
                 cpu: 1024,
@@ -351,6 +353,7 @@ impl Tier {
                 db_allocated_storage: Some(50),
                 alarm_error_rate_percent: 1,
                 alarm_p99_latency_ms: 200,
+                tenant_key: true,
             },
         }
     }
@@ -399,6 +402,10 @@ pub struct TierProfile {
     pub alarm_error_rate_percent: u32,
     /// The tenant's latency alarm fires when p99 request latency exceeds this, ms.
     pub alarm_p99_latency_ms: u32,
+    /// A KMS key of the tenant's own for its secrets, log group and exports (a dedicated
+    /// database always has one). Deleting it is crypto-shredding (`remove --shred`).
+    #[serde(default)]
+    pub tenant_key: bool,
 }
 
 /// Field-wise overrides of a profile, as written in the config file.
@@ -416,6 +423,7 @@ pub struct TierProfileOverride {
     pub db_allocated_storage: Option<u32>,
     pub alarm_error_rate_percent: Option<u32>,
     pub alarm_p99_latency_ms: Option<u32>,
+    pub tenant_key: Option<bool>,
 }
 
 impl TierProfile {
@@ -439,6 +447,9 @@ impl TierProfile {
         }
         if let Some(s) = o.db_allocated_storage {
             self.db_allocated_storage = Some(s);
+        }
+        if let Some(k) = o.tenant_key {
+            self.tenant_key = k;
         }
         self
     }

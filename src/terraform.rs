@@ -362,6 +362,15 @@ impl Terraform {
         .into())
     }
 
+    /// `terraform state rm`: Terraform forgets `address` (the resource itself stays).
+    pub async fn state_rm(&self, address: &str, lock_timeout: u64) -> Result<()> {
+        let lock = format!("-lock-timeout={lock_timeout}s");
+        let r = self
+            .run(&["state", "rm", "-no-color", &lock, address], false)
+            .await?;
+        self.check(&r, "terraform state rm")
+    }
+
     /// `terraform state list`: the addresses in the root's state (empty before the first
     /// apply).
     pub async fn state_list(&self) -> Result<Vec<String>> {

@@ -11,9 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 use tenantctl::archive::export::export;
 use tenantctl::archive::import::import;
-use tenantctl::archive::{
-    ArchiveConfig, Encryption, Location, Store, VerificationFailed, encryption_for,
-};
+use tenantctl::archive::{Encryption, Location, Store, VerificationFailed, encryption_for};
 use tenantctl::db::{Database, DbSecret};
 use tenantctl::isolation;
 use tenantctl::tenant::{TenantId, Tier};
@@ -362,7 +360,7 @@ async fn a_silo_export_goes_to_s3_under_the_tenants_key_and_restores_into_the_po
     aws(&["s3api", "create-bucket", "--bucket", &bucket]);
     let location =
         Location::parse(&format!("s3://{bucket}/archive/tenants/ar-sp-src/t1/")).unwrap();
-    let (sse, enc) = encryption_for(&ArchiveConfig::default(), &src.spec);
+    let (sse, enc) = encryption_for(&tenantctl::config::Config::default(), &src.spec);
     assert_eq!(sse.kms_key_id.as_deref(), Some("alias/tenant-ar-sp-src"));
     let client = s3().await;
     let store = Store::open(&location, Some(&client), Some(sse)).unwrap();

@@ -282,7 +282,11 @@ fn starter_tenant_lifecycle() {
     assert!(refused.stderr().contains("--yes"), "{}", refused.dump());
     assert!(ws.path().join(format!("tenants/{id}.toml")).exists());
 
-    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    // `--no-export`: the platform's data bucket (the default archive location) denies
+    // every request without TLS, and moto is plain HTTP; remove's export is covered with
+    // a bucket of the test's own in tests/offboarding.rs.
+    ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
+        .assert_code(0);
     assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
     assert!(
         ws.aws(&["iam", "get-role", "--role-name", &format!("tenant-{id}")])
@@ -430,7 +434,11 @@ fn enterprise_tenant_lifecycle() {
         &[format!("tenants/{id}/db"), format!("tenants/{id}/db-admin")],
     );
 
-    ws.tenantctl(&["remove", &id, "--yes"]).assert_code(0);
+    // `--no-export`: the platform's data bucket (the default archive location) denies
+    // every request without TLS, and moto is plain HTTP; remove's export is covered with
+    // a bucket of the test's own in tests/offboarding.rs.
+    ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
+        .assert_code(0);
     let gone = ws.aws(&[
         "rds",
         "describe-db-instances",
@@ -477,7 +485,19 @@ fn assert_key_policy_is_the_tenants(ws: &Workdir, key: &str, ident: &str) {
         let uses = as_list(&st["Action"])
             .iter()
             .any(|a| ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"].contains(&a.as_str()));
-        if uses {
+        let logs = st["Principal"]["Service"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("logs."));
+        if uses && logs {
+            // CloudWatch Logs encrypts the tenant's own log group, and nothing else.
+            let group = format!("log-group:/tenants/{}", ident.trim_start_matches("tenant-"));
+            assert!(
+                st["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with(&group)),
+                "CloudWatch Logs may use the key beyond the tenant's log group: {st}"
+            );
+        } else if uses {
             assert!(
                 !as_list(&st["Condition"]["StringEquals"]["kms:ViaService"]).is_empty(),
                 "a statement uses the key outside the tenant's data services: {st}"

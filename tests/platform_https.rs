@@ -12,7 +12,7 @@ use crate::support::{Workdir, unique};
 fn https_platform_dir(name: &str, certificate: Option<&str>) -> Workdir {
     let ws = Workdir::new_without_platform();
     let mut platform = format!(
-        "[platform]\nname = \"{name}\"\ndomain = \"{name}.test\"\ndata_bucket = \"{name}-data\"\ncreate_load_balancer = true\n"
+        "[platform]\nname = \"{name}\"\ndomain = \"{name}.test\"\ndata_bucket = \"{name}-data\"\ncreate_load_balancer = true\ndeny_insecure_transport = true\n"
     );
     if let Some(arn) = certificate {
         platform.push_str(&format!("certificate_arn = \"{arn}\"\n"));

@@ -23,6 +23,7 @@ mod lifecycle;
 mod migrate_metrics;
 mod module_contract;
 mod moves;
+mod offboarding;
 mod platform_https;
 mod render;
 mod runner_death;

@@ -90,8 +90,24 @@ pub struct ArchiveConfig {
     /// `tenants/<id>/`, so the tenant's own task role cannot read or change them.
     pub prefix: Option<String>,
     /// SSE-KMS key for tenants without a key of their own (key id, key ARN, alias name
-    /// or alias ARN). Default: the bucket's AWS-managed key `aws/s3`.
+    /// or alias ARN). Default: the bucket's AWS-managed key `aws/s3`. Also the archive
+    /// key that outlives tenants: `remove` copies a dedicated database's final snapshot
+    /// and the tenant's archived objects under it.
     pub kms_key_id: Option<String>,
+    /// What `remove` does with the tenant's objects under `s3://<data bucket>/tenants/<id>/`:
+    /// `archive` (default: copied under `<prefix>/<id>/objects-<time>/`, then deleted) or
+    /// `delete`. Never left in place.
+    #[serde(default)]
+    pub objects: ObjectsPolicy,
+}
+
+/// `[archive] objects`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectsPolicy {
+    #[default]
+    Archive,
+    Delete,
 }
 
 impl ArchiveConfig {
@@ -117,17 +133,18 @@ impl ArchiveConfig {
     }
 }
 
-/// The tenant's own KMS key, if its tier gives it one: the dedicated database's key of
-/// an enterprise tenant, by the alias the tenant module creates.
-pub fn tenant_kms_key(spec: &TenantSpec) -> Option<String> {
-    isolation::of(spec.tier)
-        .dedicated()
+/// The tenant's own KMS key, if its tier gives it one (`[tiers.<tier>] tenant_key`, on
+/// by default for enterprise; a dedicated database always has one), by the alias the
+/// tenant module creates.
+pub fn tenant_kms_key(config: &crate::config::Config, spec: &TenantSpec) -> Option<String> {
+    (isolation::of(spec.tier).dedicated() || config.profile(spec.tier).tenant_key)
         .then(|| format!("alias/{}", spec.id.resource_name()))
 }
 
 /// The key an S3 export of `spec` is encrypted under, and the manifest's note of it.
-pub fn encryption_for(cfg: &ArchiveConfig, spec: &TenantSpec) -> (Sse, Encryption) {
-    let (key, source) = match (tenant_kms_key(spec), &cfg.kms_key_id) {
+pub fn encryption_for(config: &crate::config::Config, spec: &TenantSpec) -> (Sse, Encryption) {
+    let cfg = &config.archive;
+    let (key, source) = match (tenant_kms_key(config, spec), &cfg.kms_key_id) {
         (Some(k), _) => (Some(k), "tenant"),
         (None, Some(k)) => (Some(k.clone()), "config"),
         (None, None) => (None, "aws-managed"),
@@ -189,7 +206,7 @@ pub async fn export_tenant(
             },
         ),
         Location::S3 { .. } => {
-            let (sse, enc) = encryption_for(cfg, spec);
+            let (sse, enc) = encryption_for(svc.ctx.config(), spec);
             (Store::open(&location, Some(&svc.aws.s3), Some(sse))?, enc)
         }
     };
@@ -270,11 +287,9 @@ mod tests {
 
     #[test]
     fn the_key_is_the_tenants_own_then_the_configured_one_then_aws_managed() {
-        let none = ArchiveConfig::default();
-        let cfg = ArchiveConfig {
-            kms_key_id: Some("alias/platform-archive".into()),
-            ..Default::default()
-        };
+        let none = crate::config::Config::default();
+        let mut cfg = crate::config::Config::default();
+        cfg.archive.kms_key_id = Some("alias/platform-archive".into());
         let (sse, enc) = encryption_for(&cfg, &spec("acme", Tier::Enterprise));
         assert_eq!(sse.kms_key_id.as_deref(), Some("alias/tenant-acme"));
         assert_eq!(enc.key_source.as_deref(), Some("tenant"));
@@ -284,6 +299,16 @@ mod tests {
         assert_eq!(sse.kms_key_id, None);
         assert_eq!(enc.sse, "aws:kms");
         assert_eq!(enc.key_source.as_deref(), Some("aws-managed"));
+        // A tier configured with keys of its own uses them too.
+        cfg.tiers.insert(
+            Tier::Growth,
+            crate::tenant::TierProfileOverride {
+                tenant_key: Some(true),
+                ..Default::default()
+            },
+        );
+        let (sse, _) = encryption_for(&cfg, &spec("acme", Tier::Growth));
+        assert_eq!(sse.kms_key_id.as_deref(), Some("alias/tenant-acme"));
     }
 
     #[test]
@@ -352,6 +377,7 @@ mod tests {
             bucket: Some("vault.example".into()),
             prefix: Some("a/b".into()),
             kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab".into()),
+            objects: ObjectsPolicy::Delete,
         }
         .validate()
         .unwrap();

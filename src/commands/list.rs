@@ -1,6 +1,8 @@
 //! `tenantctl list`: id, tier, isolation, state, last apply, last verify; a tenant in the
-//! middle of a move, or whose moved-from source is retained, says so. Reads only:
-//! roots are rendered in memory to compare fingerprints, nothing is written.
+//! middle of a move, or whose moved-from source is retained, says so. Removed tenants
+//! whose exports are recorded are listed too (state `removed`), with their exports (time,
+//! location, size). Reads only: roots are rendered in memory to compare fingerprints,
+//! nothing is written.
 
 use anyhow::Result;
 use chrono::SecondsFormat;
@@ -28,6 +30,16 @@ struct Row {
     /// A move in progress, or one whose source is still retained.
     #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
     moving: Option<MoveReport>,
+    /// A removed tenant's exports (what is left of it), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exports: Vec<ExportRow>,
+}
+
+#[derive(Serialize)]
+struct ExportRow {
+    created_at: String,
+    location: String,
+    bytes: u64,
 }
 
 pub async fn run(ctx: &Ctx) -> Result<u8> {
@@ -37,6 +49,9 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     for spec in ctx.ws.tenants()? {
         let rec = svc.records.get(&spec.id).await?;
         let state = match (&rec.moving, &rec.last_apply) {
+            _ if rec.removing.is_some() => {
+                "removing (rerun `tenantctl remove` to finish)".to_string()
+            }
             (Some(j), _) if j.step == Step::CutOver => "moved, source retained".to_string(),
             (Some(j), _) if j.step == Step::Finishing => "moved, deleting source".to_string(),
             (Some(j), _) => format!("moving ({})", j.step),
@@ -62,11 +77,45 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
                 .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             verify_status: rec.last_verify.as_ref().map(|v| v.status),
             moving: rec.moving.as_ref().map(standing),
+            exports: Vec::new(),
         });
         if let Some(j) = &rec.moving {
             notes.push(format!("{}: {}", spec.id, j.describe()));
         }
     }
+    // Removed tenants: what is left of them are their exports.
+    let declared: std::collections::BTreeSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut removed: std::collections::BTreeMap<String, Row> = std::collections::BTreeMap::new();
+    for e in crate::archive::index::list(&svc.records, None).await? {
+        if declared.contains(&e.tenant) {
+            continue;
+        }
+        let row = removed.entry(e.tenant.clone()).or_insert_with(|| Row {
+            id: e.tenant.clone(),
+            tier: e.tier.to_string(),
+            isolation: e.isolation.to_string(),
+            state: "removed".into(),
+            last_apply: None,
+            last_verify: None,
+            verify_status: None,
+            moving: None,
+            exports: Vec::new(),
+        });
+        // The tier the tenant had when last exported.
+        row.tier = e.tier.to_string();
+        row.isolation = e.isolation.to_string();
+        let at = e.created_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        notes.push(format!(
+            "{}: removed; export {at} at {} ({} bytes)",
+            e.tenant, e.location, e.bytes
+        ));
+        row.exports.push(ExportRow {
+            created_at: at,
+            location: e.location,
+            bytes: e.bytes,
+        });
+    }
+    rows.extend(removed.into_values());
     let mut table = Table::new(&[
         "id",
         "tier",

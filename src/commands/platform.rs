@@ -126,5 +126,6 @@ pub fn platform_values_from_outputs(out: &serde_json::Value) -> Result<PlatformV
         create_load_balancer: None,
         certificate_arn: None,
         alarm_topic_arn: s("alarm_topic_arn"),
+        deny_insecure_transport: None,
     })
 }

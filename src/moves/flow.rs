@@ -223,6 +223,7 @@ async fn converge(
         RenderOptions {
             allow_destroy,
             dedicated_database: dedicated,
+            ..RenderOptions::default()
         },
     )?;
     rendered.write(&svc.ctx.ws)?;

@@ -56,6 +56,9 @@ variable "tenants" {
     db_allocated_storage        = number
     deletion_protection         = bool
     skip_final_snapshot         = bool
+    final_snapshot_identifier   = optional(string)
+    tenant_key                  = optional(bool, false)
+    key_deletion_window_days    = optional(number, 30)
     secret_recovery_window_days = number
     secret_version              = number
     tags                        = map(string)

@@ -372,6 +372,8 @@ data "aws_iam_policy_document" "data" {
 }
 
 resource "aws_s3_bucket_policy" "data" {
+  count = var.deny_insecure_transport ? 1 : 0
+
   bucket = aws_s3_bucket.data.id
   policy = data.aws_iam_policy_document.data.json
 

@@ -150,3 +150,9 @@ variable "metrics_namespace" {
     error_message = "The metrics_namespace \"${var.metrics_namespace}\" is invalid: it must be 1 to 255 letters, digits and `. - _ / # : ` or spaces, neither start nor end with a space, and not start with `AWS/` (reserved for AWS services)."
   }
 }
+
+variable "deny_insecure_transport" {
+  description = "Deny every request to the data bucket that is not over TLS (aws:SecureTransport). Turn off only for an emulator reached over plain HTTP, which the policy would lock out."
+  type        = bool
+  default     = true
+}

@@ -12,6 +12,9 @@ locals {
   # provisioned beside the source before the cut-over, and kept, hidden, until the move
   # is finished. Where the tenant's login points follows `isolation` alone.
   dedicated = local.silo || var.dedicated_database
+  # The tenant's own KMS key: per tier (`tenant_key`), and always with a dedicated
+  # database, whose storage it encrypts.
+  has_key = local.dedicated || var.tenant_key
 
   name           = "tenant-${var.tenant_id}"
   secret_prefix  = "tenants/${var.tenant_id}"
@@ -86,11 +89,12 @@ ephemeral "aws_secretsmanager_random_password" "db_admin" {
 }
 
 ################################################################################
-# KMS key (silo)
+# KMS key (per tier; always with a dedicated database)
 ################################################################################
 
 # Who may use the tenant's key: the account administers it (never locked out) but uses it
-# only through the services that hold the tenant's data (RDS, Secrets Manager, S3), and of
+# only through the services that hold the tenant's data (RDS, Secrets Manager, S3), CloudWatch
+# Logs encrypts the tenant's log group with it, and of
 # the tenant's own roles, the execution role reads its secrets and the task role its
 # objects. Nobody else's role, and no other account.
 locals {
@@ -99,13 +103,15 @@ locals {
 }
 
 resource "aws_kms_key" "this" {
-  count = local.dedicated ? 1 : 0
+  count = local.has_key ? 1 : 0
 
-  description         = "tenantctl: ${local.name} database and secrets"
+  description         = "tenantctl: ${local.name} data, secrets and logs"
   enable_key_rotation = true
-  # The final RDS snapshot is encrypted with this key: the longest window
-  # leaves time to cancel the key deletion if the snapshot must be restored.
-  deletion_window_in_days = 30
+  # Destroying the key is crypto-shredding (`tenantctl remove --shred`): every copy
+  # under it becomes unreadable once the window is over. tenantctl copies the final
+  # snapshot under the platform's archive key first, and keeps the key out of a plain
+  # remove.
+  deletion_window_in_days = var.key_deletion_window_days
 
   policy = jsonencode({
     Version = "2012-10-17"
@@ -139,6 +145,18 @@ resource "aws_kms_key" "this" {
         }
       },
       {
+        Sid       = "CloudWatchLogsEncryptsTheTenantLogGroup"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${data.aws_region.current.name}.amazonaws.com" }
+        Action    = ["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+        Resource  = "*"
+        Condition = {
+          ArnEquals = {
+            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${local.log_group_name}"
+          }
+        }
+      },
+      {
         Sid       = "ExecutionRoleReadsTenantSecrets"
         Effect    = "Allow"
         Principal = { AWS = aws_iam_role.execution.arn }
@@ -165,7 +183,7 @@ resource "aws_kms_key" "this" {
 }
 
 resource "aws_kms_alias" "this" {
-  count = local.dedicated ? 1 : 0
+  count = local.has_key ? 1 : 0
 
   name          = "alias/${local.name}"
   target_key_id = aws_kms_key.this[0].key_id
@@ -179,7 +197,7 @@ resource "aws_secretsmanager_secret" "db" {
   #checkov:skip=CKV2_AWS_57:the password is a write-only value rotated by raising secret_version (tenantctl), not by a rotation Lambda
   name                    = "${local.secret_prefix}/db"
   description             = "tenantctl: database connection of tenant ${var.tenant_id}"
-  kms_key_id              = local.silo ? aws_kms_key.this[0].arn : null
+  kms_key_id              = local.has_key ? aws_kms_key.this[0].arn : null
   recovery_window_in_days = var.secret_recovery_window_days
 
   tags = local.tags
@@ -260,10 +278,11 @@ resource "aws_secretsmanager_secret_version" "db_admin" {
 ################################################################################
 
 resource "aws_cloudwatch_log_group" "this" {
-  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts every log group at rest; pool and bridge tenants have no key of their own to use
+  #checkov:skip=CKV_AWS_158:the tenant's own key when its tier gives it one (tenant_key); otherwise CloudWatch Logs' default encryption at rest
   #checkov:skip=CKV_AWS_338:30 days of application logs per tenant; keeping them a year is the operator's cost decision
   name              = local.log_group_name
   retention_in_days = 30
+  kms_key_id        = local.has_key ? aws_kms_key.this[0].arn : null
 
   tags = local.tags
 }
@@ -344,7 +363,7 @@ data "aws_iam_policy_document" "execution" {
   }
 
   dynamic "statement" {
-    for_each = local.silo ? [aws_kms_key.this[0].arn] : []
+    for_each = local.has_key ? [aws_kms_key.this[0].arn] : []
 
     content {
       sid       = "TenantKeyViaSecretsManager"
@@ -577,7 +596,7 @@ resource "aws_db_instance" "this" {
   auto_minor_version_upgrade = true
   deletion_protection        = var.deletion_protection
   skip_final_snapshot        = var.skip_final_snapshot
-  final_snapshot_identifier  = var.skip_final_snapshot ? null : "${local.name}-final"
+  final_snapshot_identifier  = var.skip_final_snapshot ? null : coalesce(var.final_snapshot_identifier, "${local.name}-final")
 
   tags = local.tags
 }

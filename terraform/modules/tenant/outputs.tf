@@ -88,7 +88,7 @@ output "rds_address" {
 }
 
 output "kms_key_arn" {
-  description = "ARN of the tenant's KMS key (silo), otherwise null."
+  description = "ARN of the tenant's KMS key (tenant_key, or a dedicated database), otherwise null."
   value       = try(aws_kms_key.this[0].arn, null)
 }
 

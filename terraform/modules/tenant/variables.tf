@@ -265,9 +265,37 @@ variable "deletion_protection" {
 }
 
 variable "skip_final_snapshot" {
-  description = "Skip the final snapshot when the silo database is destroyed. When false the snapshot is named `tenant-<tenant_id>-final`."
+  description = "Skip the final snapshot when the silo database is destroyed. When false the snapshot is named final_snapshot_identifier (default `tenant-<tenant_id>-final`)."
   type        = bool
   default     = false
+}
+
+variable "final_snapshot_identifier" {
+  description = "Name of the final snapshot of the silo database, or null for `tenant-<tenant_id>-final`. tenantctl sets a unique name per removal (`tenant-<tenant_id>-final-<time>`) so the same id can be removed twice."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.final_snapshot_identifier == null || can(regex("^[a-zA-Z][a-zA-Z0-9-]{0,254}$", var.final_snapshot_identifier))
+    error_message = "The final_snapshot_identifier is invalid: it must start with a letter and hold only letters, digits and hyphens (at most 255)."
+  }
+}
+
+variable "tenant_key" {
+  description = "Give the tenant a KMS key of its own for its secrets, log group and exports (always on while it has a dedicated database). Deleting the key (crypto-shredding) makes every copy encrypted under it unreadable."
+  type        = bool
+  default     = false
+}
+
+variable "key_deletion_window_days" {
+  description = "Pending window of the tenant's KMS key when it is destroyed: 7 to 30 days, during which the deletion can still be cancelled."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.key_deletion_window_days >= 7 && var.key_deletion_window_days <= 30 && floor(var.key_deletion_window_days) == var.key_deletion_window_days
+    error_message = "The key_deletion_window_days ${var.key_deletion_window_days} is invalid: it must be a whole number of days between 7 and 30 (the KMS limits)."
+  }
 }
 
 variable "secret_recovery_window_days" {
