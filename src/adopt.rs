@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aws_sdk_iam::error::ProvideErrorMetadata;
 use serde::Serialize;
 
 use crate::aws::AwsClients;
@@ -122,27 +121,6 @@ fn owner_conflict(tags: &BTreeMap<String, String>, id: &str) -> Option<String> {
         .filter_map(|k| tags.get(*k))
         .find(|v| v.as_str() != id)
         .cloned()
-}
-
-fn not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
-    matches!(
-        e.code(),
-        Some(
-            "NoSuchEntity"
-                | "NoSuchEntityException"
-                | "ResourceNotFoundException"
-                | "DBInstanceNotFound"
-                | "DBInstanceNotFoundFault"
-                | "DBSubnetGroupNotFoundFault"
-        )
-    )
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        _ => e.to_string(),
-    }
 }
 
 async fn find(aws: &AwsClients, inputs: &TenantInputs) -> Result<Vec<Found>> {
@@ -252,10 +230,10 @@ async fn iam_role(aws: &AwsClients, name: &str) -> Result<Option<BTreeMap<String
         Ok(_) => {}
         Err(e) => {
             let e = e.into_service_error();
-            if not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 return Ok(None);
             }
-            anyhow::bail!("IAM role `{name}`: {}", describe(&e));
+            anyhow::bail!("IAM role `{name}`: {}", crate::aws::describe_error(&e));
         }
     }
     let tags = aws
@@ -267,7 +245,7 @@ async fn iam_role(aws: &AwsClients, name: &str) -> Result<Option<BTreeMap<String
         .map_err(|e| {
             anyhow::anyhow!(
                 "tags of IAM role `{name}`: {}",
-                describe(&e.into_service_error())
+                crate::aws::describe_error(&e.into_service_error())
             )
         })?;
     Ok(Some(tag_map(
@@ -287,10 +265,13 @@ async fn iam_role_policy(aws: &AwsClients, role: &str, policy: &str) -> Result<b
         Ok(_) => Ok(true),
         Err(e) => {
             let e = e.into_service_error();
-            if not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 Ok(false)
             } else {
-                anyhow::bail!("IAM role policy `{role}:{policy}`: {}", describe(&e))
+                anyhow::bail!(
+                    "IAM role policy `{role}:{policy}`: {}",
+                    crate::aws::describe_error(&e)
+                )
             }
         }
     }
@@ -319,10 +300,10 @@ async fn secret(
         }
         Err(e) => {
             let e = e.into_service_error();
-            if not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 Ok(None)
             } else {
-                anyhow::bail!("secret `{name}`: {}", describe(&e))
+                anyhow::bail!("secret `{name}`: {}", crate::aws::describe_error(&e))
             }
         }
     }
@@ -355,7 +336,10 @@ async fn dns_record(
         .send()
         .await
         .map_err(|e| {
-            anyhow::anyhow!("DNS record `{name}`: {}", describe(&e.into_service_error()))
+            anyhow::anyhow!(
+                "DNS record `{name}`: {}",
+                crate::aws::describe_error(&e.into_service_error())
+            )
         })?;
     let exists = out.resource_record_sets().iter().any(|rr| {
         rr.name().trim_end_matches('.').eq_ignore_ascii_case(&name) && rr.r#type().as_str() == kind
@@ -391,10 +375,10 @@ async fn db_instance(aws: &AwsClients, name: &str) -> Result<Option<BTreeMap<Str
         })),
         Err(e) => {
             let e = e.into_service_error();
-            if not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 Ok(None)
             } else {
-                anyhow::bail!("RDS instance `{name}`: {}", describe(&e))
+                anyhow::bail!("RDS instance `{name}`: {}", crate::aws::describe_error(&e))
             }
         }
     }
@@ -433,10 +417,13 @@ async fn db_subnet_group(aws: &AwsClients, name: &str) -> Result<Option<BTreeMap
         }
         Err(e) => {
             let e = e.into_service_error();
-            if not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 Ok(None)
             } else {
-                anyhow::bail!("DB subnet group `{name}`: {}", describe(&e))
+                anyhow::bail!(
+                    "DB subnet group `{name}`: {}",
+                    crate::aws::describe_error(&e)
+                )
             }
         }
     }

@@ -90,3 +90,34 @@ impl AwsClients {
         })
     }
 }
+
+/// An SDK error meaning "no such thing" (a lookup by derived name found nothing), as
+/// opposed to one that says the lookup itself failed.
+pub fn is_not_found<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            "NoSuchEntity"
+                | "NoSuchEntityException"
+                | "ResourceNotFoundException"
+                | "DBInstanceNotFound"
+                | "DBInstanceNotFoundFault"
+                | "DBSubnetGroupNotFoundFault"
+                | "ClientException"
+                | "ServiceNotFoundException"
+                | "NoSuchHostedZone"
+        )
+    )
+}
+
+/// An SDK error as one line: its code and message when it has them.
+pub fn describe_error<E>(e: &E) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Display,
+{
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => e.to_string(),
+    }
+}

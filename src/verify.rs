@@ -9,38 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::Value;
 
 use crate::aws::AwsClients;
 use crate::isolation;
 use crate::render::TenantInputs;
 use crate::report::{Check, Checks};
-
-/// An SDK error: "the thing does not exist" is drift (Fail), anything else is an error.
-fn is_not_found<E: ProvideErrorMetadata>(e: &E) -> bool {
-    matches!(
-        e.code(),
-        Some(
-            "NoSuchEntity"
-                | "NoSuchEntityException"
-                | "ResourceNotFoundException"
-                | "DBInstanceNotFound"
-                | "DBInstanceNotFoundFault"
-                | "ClientException"
-                | "ServiceNotFoundException"
-                | "NoSuchHostedZone"
-        )
-    )
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Display>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_string(),
-        _ => e.to_string(),
-    }
-}
 
 /// All AWS-side checks for one tenant.
 pub async fn verify_aws(aws: &AwsClients, inputs: &TenantInputs) -> Vec<Check> {
@@ -132,13 +106,13 @@ async fn task_definition(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks
         },
         Err(e) => {
             let e = e.into_service_error();
-            if is_not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 return c.missing("ecs.task_definition", format!("family {family}"));
             }
             return c.error(
                 "ecs.task_definition",
                 format!("family {family}"),
-                describe(&e),
+                crate::aws::describe_error(&e),
             );
         }
     };
@@ -301,7 +275,7 @@ async fn role_policies(aws: &AwsClients, role: &str) -> Result<Vec<(String, Valu
         .role_name(role)
         .send()
         .await
-        .map_err(|e| describe(&e.into_service_error()))?;
+        .map_err(|e| crate::aws::describe_error(&e.into_service_error()))?;
     let mut docs = Vec::new();
     for name in names.policy_names() {
         let p = aws
@@ -311,7 +285,7 @@ async fn role_policies(aws: &AwsClients, role: &str) -> Result<Vec<(String, Valu
             .policy_name(name)
             .send()
             .await
-            .map_err(|e| describe(&e.into_service_error()))?;
+            .map_err(|e| crate::aws::describe_error(&e.into_service_error()))?;
         docs.push((name.clone(), decode_policy(p.policy_document())?));
     }
     let attached = aws
@@ -320,7 +294,7 @@ async fn role_policies(aws: &AwsClients, role: &str) -> Result<Vec<(String, Valu
         .role_name(role)
         .send()
         .await
-        .map_err(|e| describe(&e.into_service_error()))?;
+        .map_err(|e| crate::aws::describe_error(&e.into_service_error()))?;
     for a in attached.attached_policies() {
         // A managed policy can grant anything: its presence alone widens the role.
         docs.push((
@@ -348,10 +322,14 @@ async fn get_role(
         },
         Err(e) => {
             let e = e.into_service_error();
-            if is_not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 c.missing(check, format!("role {name}"));
             } else {
-                c.error(check, format!("role {name}"), describe(&e));
+                c.error(
+                    check,
+                    format!("role {name}"),
+                    crate::aws::describe_error(&e),
+                );
             }
             None
         }
@@ -570,10 +548,14 @@ async fn secret(aws: &AwsClients, inputs: &TenantInputs, name: &str, c: &mut Che
         }
         Err(e) => {
             let e = e.into_service_error();
-            if is_not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 c.missing(&check, format!("{name} exists, has a current version"));
             } else {
-                c.error(&check, format!("{name} exists"), describe(&e));
+                c.error(
+                    &check,
+                    format!("{name} exists"),
+                    crate::aws::describe_error(&e),
+                );
             }
         }
     }
@@ -604,7 +586,7 @@ async fn dns_record(aws: &AwsClients, inputs: &TenantInputs, c: &mut Checks) {
             return c.error(
                 "route53.record",
                 expected,
-                describe(&e.into_service_error()),
+                crate::aws::describe_error(&e.into_service_error()),
             );
         }
     };
@@ -656,10 +638,14 @@ pub(crate) async fn rds_instance(aws: &AwsClients, inputs: &TenantInputs, c: &mu
         },
         Err(e) => {
             let e = e.into_service_error();
-            if is_not_found(&e) {
+            if crate::aws::is_not_found(&e) {
                 return c.missing("rds.instance", format!("instance {ident}"));
             }
-            return c.error("rds.instance", format!("instance {ident}"), describe(&e));
+            return c.error(
+                "rds.instance",
+                format!("instance {ident}"),
+                crate::aws::describe_error(&e),
+            );
         }
     };
     c.add(
@@ -736,7 +722,7 @@ pub(crate) async fn ecs_service(aws: &AwsClients, inputs: &TenantInputs, c: &mut
         Err(e) => c.error(
             "ecs.service",
             format!("service {name}"),
-            describe(&e.into_service_error()),
+            crate::aws::describe_error(&e.into_service_error()),
         ),
     }
 }

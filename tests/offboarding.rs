@@ -5,12 +5,11 @@
 //! goes, and its id can be added again inside the secret recovery window.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::postgres::cluster;
-use crate::support::{Run, Workdir, e2e_database, unique};
+use crate::support::{Run, Workdir, e2e_database, start_paused, unique};
 
 /// A data bucket of the test's own: the platform's denies every request without TLS (its
 /// `DenyInsecureTransport` policy), and moto is reached over plain HTTP.
@@ -61,40 +60,7 @@ fn keys_under(rt: &tokio::runtime::Runtime, bucket: &str, prefix: &str) -> Vec<S
 /// Starts `args` paused at `point` (`TENANTCTL_PAUSE_AT`), waits for the pause and kills
 /// the process outright, as a crash would.
 fn kill_at(ws: &Workdir, args: &[&str], point: &str) -> String {
-    let mut cmd = ws.command(args);
-    cmd.env("TENANTCTL_PAUSE_AT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let marker = format!("paused at {point}");
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains(&marker) {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never paused at {point}");
-        if let Some(st) = child.try_wait().unwrap() {
-            let err = reader.join().unwrap();
-            panic!("tenantctl ended ({st}) before pausing at {point}:\n{err}");
-        }
-    }
+    let (mut child, reader) = start_paused(ws, args, point, Stdio::null());
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap()

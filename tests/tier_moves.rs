@@ -12,14 +12,13 @@
 
 use std::process::Stdio;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tenantctl::db::DbSecret;
 use tokio_postgres::error::SqlState;
 
 use crate::support::postgres::{self, as_tenant, try_connect_secret};
-use crate::support::{Run, Workdir, unique};
+use crate::support::{Run, Workdir, start_paused, unique};
 
 /// The fixture beside the repository's migrations: a third level of foreign key with
 /// jsonb and bytea, keyed by tenant as pool tables must be.
@@ -345,40 +344,7 @@ fn after_cut_over_and_finish(
 /// Starts `args`, waits until stderr says the move paused at `point`, runs `during`
 /// while it is paused, sends SIGINT and returns the finished run.
 fn interrupt_at(ws: &Workdir, args: &[&str], point: &str, during: impl FnOnce()) -> Run {
-    let mut cmd = ws.command(args);
-    cmd.env("TENANTCTL_PAUSE_AT", point)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let marker = format!("paused at {point}");
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains(&marker) {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never paused at {point}");
-        if let Some(st) = child.try_wait().unwrap() {
-            let err = reader.join().unwrap();
-            panic!("tenantctl ended ({st}) before pausing at {point}:\n{err}");
-        }
-    }
+    let (child, reader) = start_paused(ws, args, point, Stdio::piped());
     during();
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

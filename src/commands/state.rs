@@ -338,26 +338,23 @@ async fn migrate_platform(
     }
     .await;
     let duration_ms = started.elapsed().as_millis() as u64;
-    Some(match result {
-        Ok(o) => TenantSummary {
-            tenant: "platform".into(),
-            status: o.status,
-            changes: None,
-            duration_ms,
-            detail: o.detail,
-            error: None,
-            locked: false,
-            moved: None,
-        },
-        Err(e) => TenantSummary {
-            tenant: "platform".into(),
-            status: Status::Failed,
-            changes: None,
-            duration_ms,
-            detail: None,
-            error: Some(format!("{e:#}")),
-            locked: crate::exit::is_lock_held(&e),
-            moved: None,
-        },
+    let (status, detail, error, locked) = match result {
+        Ok(o) => (o.status, o.detail, None, false),
+        Err(e) => (
+            Status::Failed,
+            None,
+            Some(format!("{e:#}")),
+            crate::exit::is_lock_held(&e),
+        ),
+    };
+    Some(TenantSummary {
+        tenant: "platform".into(),
+        status,
+        changes: None,
+        duration_ms,
+        detail,
+        error,
+        locked,
+        moved: None,
     })
 }

@@ -370,3 +370,48 @@ pub fn snapshot_text(run: &Run, names: &[(&str, &str)]) -> String {
     }
     text
 }
+
+/// Starts `args` with `TENANTCTL_PAUSE_AT=point` and waits until its stderr says it
+/// paused there. Returns the paused child and the thread collecting its stderr.
+pub fn start_paused(
+    ws: &Workdir,
+    args: &[&str],
+    point: &str,
+    stdout: std::process::Stdio,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    use std::time::{Duration, Instant};
+    let mut cmd = ws.command(args);
+    cmd.env("TENANTCTL_PAUSE_AT", point)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = format!("paused at {point}");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(&marker) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if rx.recv_timeout(Duration::from_millis(500)).is_ok() {
+            return (child, reader);
+        }
+        assert!(Instant::now() < deadline, "never paused at {point}");
+        if let Some(st) = child.try_wait().unwrap() {
+            let err = reader.join().unwrap();
+            panic!("tenantctl ended ({st}) before pausing at {point}:\n{err}");
+        }
+    }
+}
