@@ -92,7 +92,7 @@ fn orphaned_role_and_secret_are_adopted() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|t| t["Key"] == "TenantId" && t["Value"] == id.as_str()),
+            .any(|t| t["Key"] == "tenant" && t["Value"] == id.as_str()),
         "adopted role not tagged as the module tags it: {tags}"
     );
     ws.tenantctl(&["verify", &id]).assert_code(0);

@@ -495,11 +495,14 @@ fn module_accepts_each_tiers_default_profile() {
             "module {name} was refused:\n{}",
             r.dump
         );
-        // The log group's tags read tier and isolation: planned means both were accepted.
-        let log_group = format!("module.{name}.aws_cloudwatch_log_group.this");
+        // Any resource planned means the module's validations accepted every input; the
+        // DNS record is the one that needs no data source (those fail on the closed
+        // endpoint, and whatever depends on them, the KMS key and so the log group, is
+        // not planned).
+        let record = format!("module.{name}.aws_route53_record.this");
         assert!(
-            r.planned.contains(&log_group),
-            "{log_group} not planned:\n{}",
+            r.planned.contains(&record),
+            "{record} not planned:\n{}",
             r.dump
         );
     }
