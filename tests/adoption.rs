@@ -3,24 +3,9 @@
 //! the next apply instead of failing it on "already exists"; one tagged for another
 //! tenant is refused, and nothing is imported.
 
-use crate::support::{Workdir, tf_cli_config, unique};
+use crate::support::{Workdir, state_list, unique};
 
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-
-fn state_list(ws: &Workdir, id: &str) -> Vec<String> {
-    let root = ws.path().join(".tenantctl/roots").join(id);
-    let out = std::process::Command::new("terraform")
-        .args(["state", "list"])
-        .current_dir(&root)
-        .env("TF_CLI_CONFIG_FILE", tf_cli_config())
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn orphaned_role_and_secret_are_adopted() {

@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Workdir, tf_cli_config, unique};
+use crate::support::{Workdir, unique};
 
 fn apply_started(ws: &Workdir, id: &str) -> bool {
     let dir = ws.path().join(".tenantctl/logs").join(id);
@@ -53,19 +53,7 @@ fn ctrl_c_during_apply_exits_130_and_rerun_converges() {
         !root.join(".terraform.tfstate.lock.info").exists(),
         "state lock left behind"
     );
-    let list = std::process::Command::new("terraform")
-        .args(["state", "list"])
-        .current_dir(&root)
-        .env("TF_CLI_CONFIG_FILE", tf_cli_config())
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        list.status.success(),
-        "{}",
-        String::from_utf8_lossy(&list.stderr)
-    );
-    let resources = String::from_utf8_lossy(&list.stdout).lines().count();
+    let resources = crate::support::state_list(&ws, &id).len();
     assert!(resources > 0, "nothing was applied before the interrupt");
 
     // A rerun converges, and then there is nothing left to do.

@@ -6,7 +6,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Workdir, tf_cli_config, unique};
+use crate::support::{Workdir, state_list, unique};
 
 /// Whether any of the tenant's log files holds `needle` (Terraform's output files sit
 /// beside the log and grow even after tenantctl is gone).
@@ -66,26 +66,6 @@ fn alive(pid: i64) -> bool {
             !rest.starts_with('Z')
         })
         .unwrap_or(false)
-}
-
-fn state_list(ws: &Workdir, id: &str) -> Vec<String> {
-    let root = ws.path().join(".tenantctl/roots").join(id);
-    let out = std::process::Command::new("terraform")
-        .args(["state", "list"])
-        .current_dir(&root)
-        .env("TF_CLI_CONFIG_FILE", tf_cli_config())
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// The rerun converged: plan finds nothing, verify passes, every resource is in state

@@ -415,3 +415,24 @@ pub fn start_paused(
         }
     }
 }
+
+/// `terraform state list` in the tenant's root: the addresses Terraform manages.
+pub fn state_list(ws: &Workdir, id: &str) -> Vec<String> {
+    let root = ws.path().join(".tenantctl/roots").join(id);
+    let out = Command::new("terraform")
+        .args(["state", "list"])
+        .current_dir(&root)
+        .env("TF_CLI_CONFIG_FILE", tf_cli_config())
+        .env("CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("No state file was found") {
+        return Vec::new();
+    }
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
