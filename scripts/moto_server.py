@@ -16,6 +16,11 @@ It also answers CompleteMultipartUpload with the root element AWS sends,
 `CompleteMultipartUploadResult`: moto 5.2.1 names it
 `CompleteMultipartUploadResponse`, which the AWS SDKs refuse to parse, so a
 multipart upload (a large `tenantctl export` file) would fail after it completed.
+
+And it implements CloudWatch Logs' AssociateKmsKey and DisassociateKmsKey, which moto
+5.2.1 answers with HTTP 500: a tier move that gives a tenant its own key changes the key
+of the tenant's existing log group, and the provider would retry the 500 for minutes and
+fail the apply.
 """
 import argparse
 import secrets
@@ -76,6 +81,35 @@ def patch_s3_complete_multipart():
     cls._tenantctl_complete_multipart_root = True
 
 
+def patch_logs_kms_key():
+    from moto.logs import responses
+
+    cls = responses.LogsResponse
+    if getattr(cls, "_tenantctl_logs_kms_key", False):
+        return
+
+    def _group(self):
+        name = self._get_param("logGroupName")
+        groups = self.logs_backend.groups
+        if name not in groups:
+            from moto.logs.exceptions import ResourceNotFoundException
+
+            raise ResourceNotFoundException()
+        return groups[name]
+
+    def associate_kms_key(self):
+        _group(self).kms_key_id = self._get_param("kmsKeyId")
+        return ""
+
+    def disassociate_kms_key(self):
+        _group(self).kms_key_id = None
+        return ""
+
+    cls.associate_kms_key = associate_kms_key
+    cls.disassociate_kms_key = disassociate_kms_key
+    cls._tenantctl_logs_kms_key = True
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -85,6 +119,7 @@ def main(argv=None):
         parser.error("--reload is not supported: the reloader would drop the RDS patch")
     patch_moto()
     patch_s3_complete_multipart()
+    patch_logs_kms_key()
     from moto import server
 
     sys.stdout.write(f"moto_server (tenantctl launcher) on http://{args.host}:{args.port}\n")
