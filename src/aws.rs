@@ -21,6 +21,8 @@ pub struct AwsClients {
     /// Best effort (run metrics): 2 attempts and 10 s at most, so an unreachable endpoint
     /// delays a finished run briefly instead of by the adaptive retries' minutes.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The audit trail's copy; best effort as `cloudwatch`.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl AwsClients {
@@ -46,14 +48,17 @@ impl AwsClients {
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(conf.endpoint_url().is_some())
             .build();
+        let best_effort_timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_timeout(Duration::from_secs(10))
+            .build();
         let cloudwatch_conf = aws_sdk_cloudwatch::config::Builder::from(conf)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(10))
-                    .build(),
-            )
+            .timeout_config(best_effort_timeouts.clone())
+            .build();
+        let logs_conf = aws_sdk_cloudwatchlogs::config::Builder::from(conf)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(best_effort_timeouts)
             .build();
         AwsClients {
             ecs: aws_sdk_ecs::Client::new(conf),
@@ -63,6 +68,7 @@ impl AwsClients {
             rds: aws_sdk_rds::Client::new(conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_conf),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs_conf),
         }
     }
 

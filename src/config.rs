@@ -40,6 +40,9 @@ pub struct Config {
     pub cost: crate::cost::CostConfig,
     #[serde(default)]
     pub alarms: AlarmsConfig,
+    /// The audit trail's copy in CloudWatch Logs (see `src/audit.rs`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Tenants' own KMS keys (`[tiers.<tier>] tenant_key` says which tiers have one).
     #[serde(default)]
     pub keys: KeysConfig,
@@ -603,6 +606,7 @@ impl Config {
             );
         }
         self.cost.validate()?;
+        self.audit.validate()?;
         Ok(())
     }
 
@@ -687,6 +691,13 @@ connection_budget = 10
 # enabled = true
 # namespace = "Tenants/App"
 # topic_arn = "arn:aws:sns:us-east-1:123456789012:on-call"
+
+[audit]
+# A copy of every audit event (add, apply, move, remove, export, import, db migrate and
+# rollback) in CloudWatch Logs, one stream per tenant (on by default when a region is set).
+# cloudwatch = true
+# log_group = "/tenantctl/audit"
+# retention_days = 365
 
 [moves]
 # A tier change that crosses isolation models moves the tenant's data; the source is

@@ -506,6 +506,36 @@ async fn every_tier_is_a_target_and_a_noop_rerun_changes_nothing() {
         text.contains("3 target(s): 0 migrated, 3 up to date, 0 failed"),
         "{text}"
     );
+    // The audit trail: one event per tenant the first run changed (the pool target
+    // for each pooled tenant), none for the no-op rerun.
+    let audit = std::fs::read_to_string(w.dir.path().join(".tenantctl/audit.jsonl")).unwrap();
+    let mut events: Vec<(String, String, String)> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|e| {
+            assert_eq!(
+                (&e["action"], &e["result"]),
+                (&"migrate".into(), &"ok".into())
+            );
+            (
+                e["tenant"].as_str().unwrap().into(),
+                e["tier_after"].as_str().unwrap().into(),
+                e["detail"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    events.sort();
+    let detail = "0001_accounts → 0002_notes (1 applied)".to_string();
+    assert_eq!(
+        events,
+        [
+            ("ti-e".into(), "enterprise".into(), detail.clone()),
+            ("ti-g".into(), "growth".into(), detail.clone()),
+            ("ti-s1".into(), "starter".into(), detail.clone()),
+            ("ti-s2".into(), "starter".into(), detail),
+        ],
+        "{audit}"
+    );
     // Selecting tenants: a starter id selects the pool.
     let st = ["db", "status", "--output", "json", "ti-s2"];
     let status = json(&st, &w.tenantctl(&st));

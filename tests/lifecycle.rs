@@ -276,6 +276,10 @@ fn starter_tenant_lifecycle() {
         drift.dump()
     );
 
+    // `apply --refresh` repairs both (the record and the tags): an audited change.
+    ws.tenantctl(&["apply", &id, "--refresh"]).assert_code(0);
+    ws.tenantctl(&["verify", &id]).assert_code(0);
+
     // Guarded: no terminal and no --yes is refused, nothing removed.
     let refused = ws.tenantctl(&["remove", &id]);
     refused.assert_code(1);
@@ -346,6 +350,7 @@ fn starter_tenant_lifecycle() {
         [
             ("add", "ok", &none, &starter),
             ("add", "ok", &starter, &starter),
+            ("apply", "ok", &starter, &starter),
             ("remove", "failed", &starter, &starter),
             ("remove", "ok", &starter, &none),
         ],
@@ -355,6 +360,29 @@ fn starter_tenant_lifecycle() {
     let audit = std::fs::read_to_string(ws.path().join(".tenantctl/audit.jsonl")).unwrap();
     let password = db_secret["password"].as_str().unwrap();
     assert!(!audit.contains(password), "a secret reached the audit log");
+    // The same events in CloudWatch Logs, in the tenant's own stream.
+    let logged = ws
+        .aws(&[
+            "logs",
+            "get-log-events",
+            "--log-group-name",
+            "/tenantctl/audit",
+            "--log-stream-name",
+            &id,
+            "--start-from-head",
+        ])
+        .unwrap();
+    let messages: Vec<Value> = logged["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(e["message"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(messages, events, "CloudWatch Logs holds what `log` shows");
+    assert!(
+        !logged.to_string().contains(password),
+        "a secret reached CloudWatch Logs"
+    );
 }
 
 #[test]
@@ -402,7 +430,7 @@ fn enterprise_tenant_lifecycle() {
         .unwrap();
     assert_eq!(td["taskDefinition"]["cpu"], "1024");
     // The tier's alarms (1 % errors, 200 ms p99) and the database's.
-    let alarms = crate::alarms::alarms_of(&ws, &id);
+    let alarms = crate::b_slow::alarms::alarms_of(&ws, &id);
     let names: Vec<&str> = alarms.keys().map(String::as_str).collect();
     assert_eq!(
         names,

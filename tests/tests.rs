@@ -1,9 +1,28 @@
 //! One integration-test binary; modules grouped by topic. Shared servers (moto,
 //! PostgreSQL) are started once per binary by `support` and stopped at exit.
+//!
+//! libtest starts tests in name order. The end-to-end tests that take minutes each (many
+//! Terraform runs, the provider's fixed RDS waiters) live under `a_slowest` and `b_slow`
+//! so that they start first and the short tests fill the gaps; named late (`tier_moves`)
+//! they would start last and stretch the whole run by their own length.
 
-mod adoption;
-mod alarms;
-mod archive;
+mod a_slowest {
+    mod offboarding;
+    mod state_migrate;
+    mod tier_moves;
+}
+mod b_slow {
+    mod adoption;
+    pub(crate) mod alarms;
+    mod archive;
+    mod fleet;
+    mod interrupt;
+    mod migrate_metrics;
+    mod platform_https;
+    mod runner_death;
+    mod silo_admin;
+}
+
 mod audit;
 mod bad_input;
 mod ci;
@@ -16,18 +35,9 @@ mod db_pool_rules;
 mod db_rollback;
 mod db_status;
 mod db_tls;
-mod fleet;
-mod interrupt;
 mod isolation_models;
 mod lifecycle;
-mod migrate_metrics;
 mod module_contract;
 mod moves;
-mod offboarding;
-mod platform_https;
 mod render;
-mod runner_death;
-mod silo_admin;
-mod state_migrate;
 mod support;
-mod tier_moves;

@@ -52,7 +52,7 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         }
     })
     .await;
-    audit(ctx, &results, &applied);
+    super::record_audit(ctx, audit(&results, &applied)).await;
     fleet::summary_report("apply", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());
@@ -74,7 +74,6 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
 /// An audit event per tenant the apply changed or failed on (an unchanged or skipped
 /// tenant was not acted on).
 fn audit(
-    ctx: &Ctx,
     results: &[fleet::TenantSummary],
     applied: &std::collections::BTreeMap<
         String,
@@ -84,7 +83,8 @@ fn audit(
             crate::tenant::Tier,
         ),
     >,
-) {
+) -> Vec<crate::audit::Event> {
+    let mut events = Vec::new();
     for r in results {
         if !matches!(r.status, Status::Changed | Status::Failed) {
             continue;
@@ -108,25 +108,15 @@ fn audit(
         } else {
             crate::exit::ERROR
         };
-        let event = crate::audit::Event {
-            at: chrono::Utc::now(),
-            who: crate::audit::actor(),
-            action: "apply".into(),
-            tenant: id.clone(),
-            tier_before: *before,
-            tier_after: Some(*after),
-            result: crate::audit::result_of(exit_code).into(),
-            exit_code,
-            error: r
-                .error
-                .as_deref()
-                .map(crate::output::one_line)
-                .or_else(|| drift.map(str::to_string)),
-            duration_ms: r.duration_ms,
-            tenantctl_version: env!("CARGO_PKG_VERSION").into(),
-        };
-        if let Err(e) = crate::audit::append(&ctx.ws.state_dir(), &event) {
-            tracing::warn!("the audit event of `apply {id}` was not recorded: {e:#}");
-        }
+        let mut event = crate::audit::Event::new("apply", id.clone(), exit_code, r.duration_ms);
+        event.tier_before = *before;
+        event.tier_after = Some(*after);
+        event.error = r
+            .error
+            .as_deref()
+            .map(crate::output::one_line)
+            .or_else(|| drift.map(str::to_string));
+        events.push(event);
     }
+    events
 }

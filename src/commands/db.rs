@@ -92,12 +92,59 @@ async fn migrate(ctx: &Ctx, args: &MigrateArgs) -> Result<u8> {
     if report.interrupted() {
         return Err(Interrupted.into());
     }
+    let touched = report.targets.iter().filter_map(|t| {
+        let code = match t.outcome {
+            TargetOutcome::Migrated => Outcome::Success.code(),
+            TargetOutcome::Failed => ERROR,
+            _ => return None,
+        };
+        let detail = format!(
+            "{} → {} ({} applied{})",
+            version_name(&set, t.from_version),
+            version_name(&set, t.to_version),
+            t.applied.len(),
+            t.failed_migration
+                .as_ref()
+                .map(|f| format!(", {f} failed"))
+                .unwrap_or_default()
+        );
+        Some((t.target.as_str(), code, detail, t.error.clone()))
+    });
+    let events = db_events("migrate", &specs, touched, report.elapsed_ms);
+    super::record_audit(ctx, events).await;
     crate::metrics::publish_migrate_run(&ctx.config().aws, &ctx.config().metrics, &report).await;
     Ok(if report.count(TargetOutcome::Failed) > 0 {
         ERROR
     } else {
         Outcome::Success.code()
     })
+}
+
+/// The audit events of a `db migrate` or `db rollback` run: one per tenant of each target
+/// it changed or failed on (`(target, exit code, versions, error)`). The pool target is
+/// every pooled tenant selected: its shared tables changed under each of them.
+fn db_events<'a>(
+    action: &str,
+    specs: &[TenantSpec],
+    touched: impl Iterator<Item = (&'a str, u8, String, Option<String>)>,
+    elapsed_ms: u64,
+) -> Vec<crate::audit::Event> {
+    let mut events = Vec::new();
+    for (target, code, detail, error) in touched {
+        let tenants = specs.iter().filter(|s| {
+            s.id.as_str() == target
+                || (isolation::of(s.tier).pool_member() && target == crate::db::POOL_TARGET)
+        });
+        for spec in tenants {
+            let mut e = crate::audit::Event::new(action, spec.id.clone(), code, elapsed_ms);
+            e.tier_before = Some(spec.tier);
+            e.tier_after = Some(spec.tier);
+            e.detail = Some(detail.clone());
+            e.error = error.as_deref().map(crate::output::one_line);
+            events.push(e);
+        }
+    }
+    events
 }
 
 fn version_name(set: &MigrationSet, v: Option<i32>) -> String {
@@ -242,6 +289,26 @@ async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     if report.interrupted() {
         return Err(Interrupted.into());
     }
+    let touched = report.targets.iter().filter_map(|t| {
+        let code = match t.outcome {
+            RollbackOutcome::RolledBack => Outcome::Success.code(),
+            RollbackOutcome::Failed => ERROR,
+            _ => return None,
+        };
+        let detail = format!(
+            "{} → {} ({} rolled back{})",
+            version_name(&set, t.from_version),
+            version_name(&set, t.to_version),
+            t.rolled_back.len(),
+            t.failed_migration
+                .as_ref()
+                .map(|f| format!(", {f} failed"))
+                .unwrap_or_default()
+        );
+        Some((t.target.as_str(), code, detail, t.error.clone()))
+    });
+    let events = db_events("rollback", &specs, touched, report.elapsed_ms);
+    super::record_audit(ctx, events).await;
     Ok(if report.count(RollbackOutcome::Failed) > 0 {
         ERROR
     } else {

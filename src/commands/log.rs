@@ -13,9 +13,11 @@ use crate::tenant::TenantId;
 pub fn run(ctx: &Ctx, args: &LogArgs) -> Result<u8> {
     let id = TenantId::parse(&args.id)?;
     let events = audit::read(&ctx.ws.state_dir(), &id)?;
-    let mut table = Table::new(&["at", "action", "who", "tier", "result", "duration", "error"])
-        .titled(format!("tenantctl log {id}"))
-        .align(5, Align::Right);
+    let mut table = Table::new(&[
+        "at", "action", "who", "tier", "result", "duration", "detail", "error",
+    ])
+    .titled(format!("tenantctl log {id}"))
+    .align(5, Align::Right);
     let tier = |t: Option<crate::tenant::Tier>| t.map(|t| t.to_string()).unwrap_or("-".into());
     for e in &events {
         let tiers = if e.tier_before == e.tier_after {
@@ -30,6 +32,7 @@ pub fn run(ctx: &Ctx, args: &LogArgs) -> Result<u8> {
             tiers,
             e.result.clone(),
             format!("{:.1}s", e.duration_ms as f64 / 1000.0),
+            e.detail.clone().unwrap_or_default(),
             e.error.clone().unwrap_or_default(),
         ]);
     }

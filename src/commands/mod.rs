@@ -91,27 +91,24 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     .map(|l| l.trim_start_matches("error: ").to_string()),
             ),
         };
-        let event = crate::audit::Event {
-            at: chrono::Utc::now(),
-            who: crate::audit::actor(),
-            action: action.to_string(),
-            tier_after: ctx.ws.read_tenant(&id).ok().flatten().map(|s| s.tier),
-            tenant: id,
-            tier_before,
-            result: crate::audit::result_of(exit_code).to_string(),
+        let mut event = crate::audit::Event::new(
+            action,
+            id.clone(),
             exit_code,
-            error,
-            duration_ms: started.elapsed().as_millis() as u64,
-            tenantctl_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        if let Err(e) = crate::audit::append(&ctx.ws.state_dir(), &event) {
-            tracing::warn!(
-                "the audit event of `{action} {}` was not recorded: {e:#}",
-                event.tenant
-            );
-        }
+            started.elapsed().as_millis() as u64,
+        );
+        event.tier_before = tier_before;
+        event.tier_after = ctx.ws.read_tenant(&id).ok().flatten().map(|s| s.tier);
+        event.error = error;
+        record_audit(&ctx, vec![event]).await;
     }
     result
+}
+
+/// Records audit events (the local file, then CloudWatch Logs); best effort.
+pub(crate) async fn record_audit(ctx: &Ctx, events: Vec<crate::audit::Event>) {
+    let cfg = ctx.config();
+    crate::audit::record(&ctx.ws.state_dir(), &cfg.aws, &cfg.audit, &events).await;
 }
 
 /// The state-changing commands on one tenant that leave an audit event, and the tenant

@@ -374,10 +374,13 @@ impl Database {
     }
 }
 
+/// The name of the pool's one target (a tenant id cannot be `pool`: it is reserved).
+pub(crate) const POOL_TARGET: &str = "pool";
+
 /// The pool's one target, shared by every starter tenant.
 pub(crate) fn pool_target() -> Target {
     Target {
-        name: "pool".into(),
+        name: POOL_TARGET.into(),
         tier: Tier::Starter,
         isolation: crate::isolation::pool::Pool.isolation(),
         schema: sql::POOL_SCHEMA.into(),

@@ -19,7 +19,7 @@ use tenantctl::tenant::Tier;
 use crate::support::postgres::{DbWorkDir, show};
 use crate::support::{Workdir, moto, unique};
 
-const ACCOUNTS: &str = include_str!("../migrations/0001_accounts.sql");
+const ACCOUNTS: &str = include_str!("../../migrations/0001_accounts.sql");
 const NOTES: &str = "CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text);\n";
 const COUNTS: [&str; 4] = [
     MIGRATIONS_APPLIED,
