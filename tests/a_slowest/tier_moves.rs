@@ -240,13 +240,21 @@ fn neighbours() -> &'static Neighbours {
     static N: OnceLock<Neighbours> = OnceLock::new();
     N.get_or_init(|| {
         let ws = workdir();
-        let mut ids = Vec::new();
-        for tier in ["starter", "growth", "enterprise"] {
-            let id = unique(&format!("nb-{}", &tier[..3]));
-            ws.tenantctl(&["add", &id, "--tier", tier]).assert_code(0);
-            rt().block_on(seed(&ws, &id, 40));
-            ids.push(id);
-        }
+        let tiers = ["starter", "growth", "enterprise"];
+        let ids: Vec<String> = tiers
+            .iter()
+            .map(|tier| unique(&format!("nb-{}", &tier[..3])))
+            .collect();
+        // Added side by side: every move test waits for its neighbours first.
+        std::thread::scope(|s| {
+            for (id, tier) in ids.iter().zip(tiers) {
+                let ws = &ws;
+                s.spawn(move || {
+                    ws.tenantctl(&["add", id, "--tier", tier]).assert_code(0);
+                    rt().block_on(seed(ws, id, 40));
+                });
+            }
+        });
         let seen = ids.iter().map(|id| rt().block_on(seen(&ws, id))).collect();
         Neighbours { ws, ids, seen }
     })
@@ -265,9 +273,12 @@ fn assert_neighbours_untouched() {
 
 /// A tenant of tier `from` with 300 accounts (600 projects, 1800 documents).
 fn mover(ws: &Workdir, label: &str, from: &str) -> (String, Vec<(i64, String)>) {
-    neighbours();
     let id = unique(label);
-    ws.tenantctl(&["add", &id, "--tier", from]).assert_code(0);
+    // The mover is added while the neighbours are (or the first test adds them).
+    std::thread::scope(|s| {
+        s.spawn(neighbours);
+        ws.tenantctl(&["add", &id, "--tier", from]).assert_code(0);
+    });
     rt().block_on(seed(ws, &id, 300));
     let before = rt().block_on(seen(ws, &id));
     assert_eq!(
