@@ -23,6 +23,8 @@ pub struct AwsClients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// The audit trail's copy; best effort as `cloudwatch`.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Cost Explorer answers in us-east-1 only, whatever the tenants' region.
+    pub cost_explorer: aws_sdk_costexplorer::Client,
 }
 
 impl AwsClients {
@@ -69,6 +71,11 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_conf),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs_conf),
+            cost_explorer: aws_sdk_costexplorer::Client::from_conf(
+                aws_sdk_costexplorer::config::Builder::from(conf)
+                    .region(aws_config::Region::new("us-east-1"))
+                    .build(),
+            ),
         }
     }
 

@@ -248,6 +248,13 @@ pub struct CostArgs {
     /// (repeatable; shows those tenants unless ids are given).
     #[arg(long, value_name = "ID=TIER")]
     pub what_if: Vec<crate::cost::WhatIf>,
+    /// Show each tenant's actual spend beside the estimate, from AWS Cost Explorer grouped
+    /// by the `tenant` cost-allocation tag (the last full month unless --month).
+    #[arg(long)]
+    pub actual: bool,
+    /// The calendar month of --actual, YYYY-MM (implies --actual).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -223,3 +223,89 @@ fn bad_input_is_one_clear_error_naming_the_value() {
     // 1 vCPU x 0.05 x 730 = 36.50 + 8 GB 25.9588
     assert_eq!(tenant(&v, "acme-corp")["monthly"]["compute"], 62.46);
 }
+
+/// `--actual`: Cost Explorer's spend by the `tenant` tag beside the estimate, read from
+/// the emulator (moto answers GetCostAndUsage with the results queued through its API:
+/// the request, the paging and the grouping are tenantctl's own).
+#[test]
+fn actual_spend_from_cost_explorer_beside_the_estimate() {
+    let ws = Workdir::new_without_platform();
+    declare(&ws, &[("ce-acme", "enterprise"), ("ce-initech", "starter")]);
+    // Bad input first: refused before any call.
+    for (args, rule) in [
+        (vec!["cost", "--month", "2026-13"], "invalid month `2026-13`: expected YYYY-MM"),
+        (vec!["cost", "--month", "2999-01"], "invalid month `2999-01`: it has not started"),
+        (
+            vec!["cost", "--actual", "--what-if", "ce-acme=starter"],
+            "invalid --actual with --what-if",
+        ),
+    ] {
+        let r = ws.tenantctl(&args);
+        r.assert_code(1);
+        assert!(r.stderr().starts_with(&format!("error: {rule}")), "{}", r.dump());
+    }
+
+    let group = |tag: &str, amount: &str| {
+        serde_json::json!({
+            "Keys": [format!("tenant${tag}")],
+            "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}
+        })
+    };
+    let queued = serde_json::json!({"results": [{
+        "ResultsByTime": [{
+            "TimePeriod": {"Start": "2026-10-01", "End": "2026-11-01"},
+            "Total": {},
+            "Groups": [
+                group("ce-acme", "123.456"),
+                group("ce-initech", "9.994"),
+                group("ce-gone", "5"),
+                group("", "250.10"),
+            ],
+            "Estimated": false
+        }]
+    }]});
+    let url = format!(
+        "{}/moto-api/static/ce/cost-and-usage-results",
+        crate::support::moto::moto().endpoint
+    );
+    let posted = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method='POST', headers={'Content-Type': 'application/json'}))",
+            &url,
+            &queued.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(posted.success());
+
+    let v = json_of(&ws, &["cost", "--month", "2026-10"]);
+    assert_eq!(tenant(&v, "ce-acme")["actual"], 123.46);
+    assert_eq!(tenant(&v, "ce-initech")["actual"], 9.99);
+    let a = &v["actual"];
+    assert_eq!(a["month"], "2026-10");
+    assert_eq!(a["untagged"], 250.1);
+    assert_eq!(a["other_tag_values"]["ce-gone"], 5.0);
+    assert_eq!(a["total"], 388.55);
+    assert_eq!(a["estimated"], false);
+    // The estimate is still there, unchanged by --actual.
+    let estimate = json_of(&ws, &["cost"]);
+    assert_eq!(
+        tenant(&v, "ce-acme")["monthly"],
+        tenant(&estimate, "ce-acme")["monthly"]
+    );
+    assert!(tenant(&estimate, "ce-acme").get("actual").is_none());
+
+    let human = ws.tenantctl(&["cost", "--month", "2026-10"]);
+    human.assert_code(0);
+    let out = human.stdout();
+    assert!(out.contains("ACTUAL 2026-10"), "{}", human.dump());
+    assert!(out.contains("$123.46"), "{}", human.dump());
+    assert!(
+        out.contains(
+            "actual 2026-10 (Cost Explorer, USD by tag `tenant`): $133.45 on declared tenants, $250.10 untagged"
+        ) && out.contains("$5.00 on tags of no declared tenant (ce-gone $5.00)"),
+        "{}",
+        human.dump()
+    );
+}

@@ -1,6 +1,8 @@
-//! `tenantctl cost [<id>...] [--what-if <id>=<tier>...]`: the monthly estimate of
-//! `src/cost.rs` per tenant and for the fleet, or now beside a hypothetical change of
-//! tiers. Reads only the work dir: no AWS call, no database, nothing written.
+//! `tenantctl cost [<id>...] [--what-if <id>=<tier>...] [--actual [--month YYYY-MM]]`:
+//! the monthly estimate of `src/cost.rs` per tenant and for the fleet, now beside a
+//! hypothetical change of tiers, or beside what each tenant really cost (`src/usage.rs`).
+//! Without `--actual` it reads only the work dir: no AWS call, no database, nothing
+//! written.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +17,25 @@ use crate::cost::{
 use crate::exit::Outcome;
 use crate::output::{Align, Report, Table};
 use crate::tenant::{TenantId, Tier};
+use crate::usage::{self, Actual, Month};
 
-pub fn run(ctx: &Ctx, args: &CostArgs) -> Result<u8> {
+pub async fn run(ctx: &Ctx, args: &CostArgs) -> Result<u8> {
     let ws = &ctx.ws;
     let cfg = ctx.config();
+    // The month is checked with the rest of the input, before any call.
+    let month = match (&args.month, args.actual) {
+        (Some(raw), _) => Some(Month::parse(raw)?),
+        (None, true) => Some(Month::default()),
+        (None, false) => None,
+    };
+    if let Some(m) = month {
+        m.check_not_future(chrono::Utc::now().date_naive())?;
+        if !args.what_if.is_empty() {
+            bail!(
+                "invalid --actual with --what-if: actual spend is compared with the estimate of today's tiers; run them separately"
+            );
+        }
+    }
     // Every named tenant must be declared: one clear error before any figure.
     let mut ids = Vec::new();
     for raw in &args.ids {
@@ -63,15 +80,24 @@ pub fn run(ctx: &Ctx, args: &CostArgs) -> Result<u8> {
         "source": source,
     });
 
+    let actual = match month {
+        Some(m) => {
+            let clients = crate::aws::AwsClients::new(&cfg.aws).await;
+            Some(usage::fetch(&clients.cost_explorer, m).await?)
+        }
+        None => None,
+    };
     let report = if changes.is_empty() {
         let shown = select(&now, &ids);
-        let mut table = breakdown_table(&shown);
+        let mut table = breakdown_table(&shown, actual.as_ref());
         fleet_summary(&mut table, &now);
+        let mut json = json!({ "prices": prices_json, "tenants": shown.iter().map(|t| tenant_json(t, actual.as_ref())).collect::<Vec<_>>(), "fleet": fleet_json(&now) });
+        if let Some(a) = &actual {
+            table.summary(actual_line(a, &now));
+            json["actual"] = actual_json(a, &now);
+        }
         table.summary(prices_line);
-        Report::new(
-            table,
-            json!({ "prices": prices_json, "tenants": shown.iter().map(|t| tenant_json(t)).collect::<Vec<_>>(), "fleet": fleet_json(&now) }),
-        )
+        Report::new(table, json)
     } else {
         let what_if_fleet: Vec<(TenantId, Tier)> = fleet
             .iter()
@@ -109,17 +135,22 @@ fn prices_line(p: &PriceTable, source: &PriceSource) -> String {
     )
 }
 
-fn breakdown_table(rows: &[&TenantCost]) -> Table {
-    let mut t = Table::new(&[
+fn breakdown_table(rows: &[&TenantCost], actual: Option<&Actual>) -> Table {
+    let mut headers = vec![
         "tenant", "tier", "compute", "database", "secrets", "kms", "alarms", "platform", "total",
-    ])
-    .titled("tenantctl cost (USD per month)")
-    .code(0);
-    for c in 2..=8 {
+    ];
+    let actual_header = actual.map(|a| format!("actual {}", a.month));
+    if let Some(h) = &actual_header {
+        headers.push(h.as_str());
+    }
+    let mut t = Table::new(&headers)
+        .titled("tenantctl cost (USD per month)")
+        .code(0);
+    for c in 2..headers.len() {
         t = t.align(c, Align::Right);
     }
     for c in rows {
-        t.row([
+        let mut row = vec![
             c.id.to_string(),
             c.tier.to_string(),
             dollars(c.compute),
@@ -129,9 +160,68 @@ fn breakdown_table(rows: &[&TenantCost]) -> Table {
             dollars(c.alarms),
             dollars(c.platform),
             dollars(c.total()),
-        ]);
+        ];
+        if let Some(a) = actual {
+            row.push(
+                a.by_tenant
+                    .get(c.id.as_str())
+                    .map(|v| dollars(*v))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        t.row(row);
     }
     t
+}
+
+/// Tag values Cost Explorer reported that are no declared tenant (a removed tenant, a
+/// resource tagged by hand).
+fn other_tag_values<'a>(a: &'a Actual, f: &FleetCost) -> BTreeMap<&'a str, f64> {
+    a.by_tenant
+        .iter()
+        .filter(|(k, _)| f.tenants.iter().all(|t| t.id.as_str() != k.as_str()))
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
+}
+
+fn actual_line(a: &Actual, f: &FleetCost) -> String {
+    let others = other_tag_values(a, f);
+    let declared: f64 = a.by_tenant.values().sum::<f64>() - others.values().sum::<f64>();
+    let mut line = format!(
+        "actual {} (Cost Explorer, {} by tag `{}`{}): {} on declared tenants, {} untagged (shared platform and database, untagged usage)",
+        a.month,
+        a.currency,
+        usage::TAG,
+        if a.estimated { ", estimated: the month is open" } else { "" },
+        dollars(declared),
+        dollars(a.untagged),
+    );
+    if !others.is_empty() {
+        let list: Vec<String> = others
+            .iter()
+            .map(|(k, v)| format!("{k} {}", dollars(*v)))
+            .collect();
+        line.push_str(&format!(", {} on tags of no declared tenant ({})", dollars(others.values().sum()), list.join(", ")));
+    }
+    line
+}
+
+fn actual_json(a: &Actual, f: &FleetCost) -> Value {
+    let others: serde_json::Map<String, Value> = other_tag_values(a, f)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(cents(v))))
+        .collect();
+    json!({
+        "month": a.month,
+        "source": "cost-explorer",
+        "metric": "UnblendedCost",
+        "tag": usage::TAG,
+        "currency": a.currency,
+        "estimated": a.estimated,
+        "untagged": cents(a.untagged),
+        "other_tag_values": others,
+        "total": cents(a.total()),
+    })
 }
 
 fn fleet_summary(table: &mut Table, f: &FleetCost) {
@@ -169,8 +259,8 @@ fn is_silo(t: Tier) -> bool {
     t.isolation() == crate::tenant::Isolation::Silo
 }
 
-fn tenant_json(c: &TenantCost) -> Value {
-    json!({
+fn tenant_json(c: &TenantCost, actual: Option<&Actual>) -> Value {
+    let mut v = json!({
         "id": c.id,
         "tier": c.tier,
         "isolation": c.tier.isolation(),
@@ -184,7 +274,11 @@ fn tenant_json(c: &TenantCost) -> Value {
             "platform": cents(c.platform),
             "total": cents(c.total()),
         },
-    })
+    });
+    if let Some(a) = actual {
+        v["actual"] = json!(a.by_tenant.get(c.id.as_str()).map(|v| cents(*v)));
+    }
+    v
 }
 
 fn fleet_json(f: &FleetCost) -> Value {
@@ -241,8 +335,8 @@ fn compare(
         ]);
         rows.push(json!({
             "id": id,
-            "now": tenant_json(a),
-            "what_if": tenant_json(b),
+            "now": tenant_json(a, None),
+            "what_if": tenant_json(b, None),
             "change": cents(b.total() - a.total()),
         }));
     }

@@ -142,7 +142,7 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         Command::List => list::run(&ctx).await,
         Command::Remove(args) => remove::run(&ctx, args).await,
         Command::Move(args) => move_tenant::run(&ctx, args).await,
-        Command::Cost(args) => cost::run(&ctx, args),
+        Command::Cost(args) => cost::run(&ctx, args).await,
         Command::Log(args) => log::run(&ctx, args),
         Command::Db { action } => db::run(&ctx, action).await,
         Command::State {

@@ -38,7 +38,8 @@ pub fn moto() -> &'static Moto {
             .stderr(std::fs::File::create(&log).unwrap());
         spawn_reaped(cmd);
         let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: on a loaded two-core runner, importing moto alone can take many seconds.
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
