@@ -41,7 +41,7 @@ pub mod records;
 pub mod render;
 pub mod report;
 pub mod tenant;
-pub mod usage;
 pub mod terraform;
+pub mod usage;
 pub mod verify;
 pub mod workspace;

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_costexplorer::types::{DateInterval, Granularity, GroupDefinition, GroupDefinitionType};
+use aws_sdk_costexplorer::types::{
+    DateInterval, Granularity, GroupDefinition, GroupDefinitionType,
+};
 use chrono::{Datelike, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -162,7 +164,9 @@ pub async fn fetch(client: &aws_sdk_costexplorer::Client, month: Month) -> Resul
                     actual.currency = unit.to_string();
                 }
                 match tag_value(key) {
-                    Some(tenant) => *actual.by_tenant.entry(tenant.to_string()).or_default() += amount,
+                    Some(tenant) => {
+                        *actual.by_tenant.entry(tenant.to_string()).or_default() += amount
+                    }
                     None => actual.untagged += amount,
                 }
             }
@@ -200,13 +204,29 @@ mod tests {
         assert_eq!(m.first_day().to_string(), "2026-12-01");
         assert_eq!(m.end_exclusive().to_string(), "2027-01-01");
         assert_eq!(m.to_string(), "2026-12");
-        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00", "2026-11-01"] {
+        for bad in [
+            "2026-13",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "",
+            "2026-00",
+            "2026-11-01",
+        ] {
             let e = Month::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(&format!("`{bad}`")) && e.contains("YYYY-MM"), "{e}");
+            assert!(
+                e.contains(&format!("`{bad}`")) && e.contains("YYYY-MM"),
+                "{e}"
+            );
         }
         let today = NaiveDate::from_ymd_opt(2026, 1, 15).unwrap();
         assert_eq!(Month::last_full(today).to_string(), "2025-12");
-        assert!(Month::parse("2026-01").unwrap().check_not_future(today).is_ok());
+        assert!(
+            Month::parse("2026-01")
+                .unwrap()
+                .check_not_future(today)
+                .is_ok()
+        );
         let e = Month::parse("2026-02")
             .unwrap()
             .check_not_future(today)

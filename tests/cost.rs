@@ -233,8 +233,14 @@ fn actual_spend_from_cost_explorer_beside_the_estimate() {
     declare(&ws, &[("ce-acme", "enterprise"), ("ce-initech", "starter")]);
     // Bad input first: refused before any call.
     for (args, rule) in [
-        (vec!["cost", "--month", "2026-13"], "invalid month `2026-13`: expected YYYY-MM"),
-        (vec!["cost", "--month", "2999-01"], "invalid month `2999-01`: it has not started"),
+        (
+            vec!["cost", "--month", "2026-13"],
+            "invalid month `2026-13`: expected YYYY-MM",
+        ),
+        (
+            vec!["cost", "--month", "2999-01"],
+            "invalid month `2999-01`: it has not started",
+        ),
         (
             vec!["cost", "--actual", "--what-if", "ce-acme=starter"],
             "invalid --actual with --what-if",
@@ -242,7 +248,11 @@ fn actual_spend_from_cost_explorer_beside_the_estimate() {
     ] {
         let r = ws.tenantctl(&args);
         r.assert_code(1);
-        assert!(r.stderr().starts_with(&format!("error: {rule}")), "{}", r.dump());
+        assert!(
+            r.stderr().starts_with(&format!("error: {rule}")),
+            "{}",
+            r.dump()
+        );
     }
 
     let group = |tag: &str, amount: &str| {

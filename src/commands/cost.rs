@@ -192,7 +192,11 @@ fn actual_line(a: &Actual, f: &FleetCost) -> String {
         a.month,
         a.currency,
         usage::TAG,
-        if a.estimated { ", estimated: the month is open" } else { "" },
+        if a.estimated {
+            ", estimated: the month is open"
+        } else {
+            ""
+        },
         dollars(declared),
         dollars(a.untagged),
     );
@@ -201,7 +205,11 @@ fn actual_line(a: &Actual, f: &FleetCost) -> String {
             .iter()
             .map(|(k, v)| format!("{k} {}", dollars(*v)))
             .collect();
-        line.push_str(&format!(", {} on tags of no declared tenant ({})", dollars(others.values().sum()), list.join(", ")));
+        line.push_str(&format!(
+            ", {} on tags of no declared tenant ({})",
+            dollars(others.values().sum()),
+            list.join(", ")
+        ));
     }
     line
 }
