@@ -17,6 +17,12 @@ It also answers CompleteMultipartUpload with the root element AWS sends,
 `CompleteMultipartUploadResponse`, which the AWS SDKs refuse to parse, so a
 multipart upload (a large `tenantctl export` file) would fail after it completed.
 
+It also fixes Route 53's re-creation of a record: moto 5.2.1 refuses to CREATE a record
+it has seen created before (deleted since) whenever *any* record of the zone sorts after
+it, not only the same name and type; Terraform repairing a deleted tenant record in a
+shared zone then fails with "already exists". Such a CREATE is checked against the exact
+name and type, and applied as an UPSERT when that record is absent.
+
 And it implements CloudWatch Logs' AssociateKmsKey and DisassociateKmsKey, which moto
 5.2.1 answers with HTTP 500: a tier move that gives a tenant its own key changes the key
 of the tenant's existing log group, and the provider would retry the 500 for minutes and
@@ -110,6 +116,38 @@ def patch_logs_kms_key():
     cls._tenantctl_logs_kms_key = True
 
 
+def patch_route53_recreate():
+    from moto.route53 import models
+    from moto.route53.exceptions import ResourceRecordAlreadyExists
+
+    cls = models.Route53Backend
+    if getattr(cls, "_tenantctl_route53_recreate", False):
+        return
+    original = cls.change_resource_record_sets
+
+    def norm(name):
+        return name.rstrip(".").lower()
+
+    def change_resource_record_sets(self, zoneid, change_list):
+        zone = self.get_hosted_zone(zoneid)
+        for value in change_list:
+            if value["Action"] != "CREATE" or value not in zone.rr_changes:
+                continue
+            rrset = value["ResourceRecordSet"]
+            exists = any(
+                norm(r.name) == norm(rrset["Name"]) and r.type == rrset["Type"]
+                for r in zone.rrsets
+            )
+            if exists:
+                raise ResourceRecordAlreadyExists(name=rrset["Name"] + ".", _type=rrset["Type"])
+            value["Action"] = "UPSERT"
+        return original(self, zoneid, change_list)
+
+    change_resource_record_sets.__wrapped__ = original
+    cls.change_resource_record_sets = change_resource_record_sets
+    cls._tenantctl_route53_recreate = True
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -120,6 +158,7 @@ def main(argv=None):
     patch_moto()
     patch_s3_complete_multipart()
     patch_logs_kms_key()
+    patch_route53_recreate()
     from moto import server
 
     sys.stdout.write(f"moto_server (tenantctl launcher) on http://{args.host}:{args.port}\n")
