@@ -288,7 +288,7 @@ fn starter_tenant_lifecycle() {
 
     // `--no-export`: the platform's data bucket (the default archive location) denies
     // every request without TLS, and moto is plain HTTP; remove's export is covered with
-    // a bucket of the test's own in tests/offboarding.rs.
+    // a bucket of the test's own in tests/a_slowest/offboarding.rs.
     ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
         .assert_code(0);
     assert!(!ws.path().join(format!("tenants/{id}.toml")).exists());
@@ -464,7 +464,7 @@ fn enterprise_tenant_lifecycle() {
 
     // `--no-export`: the platform's data bucket (the default archive location) denies
     // every request without TLS, and moto is plain HTTP; remove's export is covered with
-    // a bucket of the test's own in tests/offboarding.rs.
+    // a bucket of the test's own in tests/a_slowest/offboarding.rs.
     ws.tenantctl(&["remove", &id, "--yes", "--no-export"])
         .assert_code(0);
     let gone = ws.aws(&[
