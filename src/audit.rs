@@ -21,6 +21,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
@@ -238,15 +239,25 @@ pub async fn ship(
                         .build()?)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            ensure_stream(client, cfg, tenant.as_str()).await?;
-            client
-                .put_log_events()
-                .log_group_name(group)
-                .log_stream_name(tenant.as_str())
-                .set_log_events(Some(batch))
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!(crate::aws::describe_error(&e)))
+            // The stream exists after a tenant's first event: put first, and create the
+            // stream (and the group) only when CloudWatch says it is missing, so a fleet
+            // run makes one call per tenant, not two.
+            let put = || {
+                client
+                    .put_log_events()
+                    .log_group_name(group)
+                    .log_stream_name(tenant.as_str())
+                    .set_log_events(Some(batch.clone()))
+                    .send()
+            };
+            let sent = match put().await {
+                Err(e) if e.code() == Some("ResourceNotFoundException") => {
+                    ensure_stream(client, cfg, tenant.as_str()).await?;
+                    put().await
+                }
+                other => other,
+            };
+            sent.map_err(|e| anyhow::anyhow!(crate::aws::describe_error(&e)))
                 .with_context(|| format!("PutLogEvents to stream `{tenant}`"))?;
             Ok(())
         })
@@ -263,7 +274,6 @@ async fn ensure_stream(
     cfg: &AuditConfig,
     stream: &str,
 ) -> Result<()> {
-    use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata;
     let group = cfg.log_group();
     let create_stream = || async {
         match client
