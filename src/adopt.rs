@@ -63,6 +63,20 @@ pub async fn prepare(
     dir: &Path,
 ) -> Result<Vec<Adoption>> {
     clear(dir);
+    let adoptions = orphans(aws, None, tf, inputs).await?;
+    write_all(dir, &adoptions)?;
+    Ok(adoptions)
+}
+
+/// The tenant's orphans: resources found under its derived names that `state` (the
+/// root's state list, read from `tf` when None) does not hold. A resource tagged for
+/// another tenant is an error naming it.
+pub async fn orphans(
+    aws: &AwsClients,
+    state: Option<&std::collections::HashSet<String>>,
+    tf: &Terraform,
+    inputs: &TenantInputs,
+) -> Result<Vec<Adoption>> {
     let id = inputs.tenant_id.as_str();
     let found = find(aws, inputs)
         .await
@@ -70,7 +84,14 @@ pub async fn prepare(
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    let state: std::collections::HashSet<String> = tf.state_list().await?.into_iter().collect();
+    let read;
+    let state = match state {
+        Some(s) => s,
+        None => {
+            read = tf.state_list().await?.into_iter().collect();
+            &read
+        }
+    };
     let missing: Vec<Found> = found
         .into_iter()
         .filter(|f| !state.contains(&f.adoption.address))
@@ -88,11 +109,16 @@ pub async fn prepare(
         }
         .into());
     }
-    let adoptions: Vec<Adoption> = missing.into_iter().map(|f| f.adoption).collect();
-    if !adoptions.is_empty() {
-        write(dir, &adoptions)?;
+    Ok(missing.into_iter().map(|f| f.adoption).collect())
+}
+
+/// Writes the import blocks of `adoptions` (of one or several tenants) into `dir`.
+pub fn write_all(dir: &Path, adoptions: &[Adoption]) -> Result<()> {
+    clear(dir);
+    if adoptions.is_empty() {
+        return Ok(());
     }
-    Ok(adoptions)
+    write(dir, adoptions)
 }
 
 /// Removes the import blocks (after the apply, or before a fresh look).

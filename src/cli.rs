@@ -82,6 +82,11 @@ pub enum Command {
         #[command(subcommand)]
         action: StateAction,
     },
+    /// State cells: tenants of pooled tiers sharing Terraform roots (`[cells]`).
+    Cells {
+        #[command(subcommand)]
+        action: CellsAction,
+    },
     /// Monthly cost per tenant and for the fleet, estimated from what each tier creates
     /// (a versioned price table, no network); `--what-if <id>=<tier>` compares tiers.
     Cost(CostArgs),
@@ -273,6 +278,22 @@ pub struct StateMigrateArgs {
     /// root's last `terraform init` says (roots initialised in this work dir).
     #[arg(long, value_name = "OLD_CONFIG")]
     pub from: Option<std::path::PathBuf>,
+    /// Seconds to wait for a state lock held by another run.
+    #[arg(long, default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CellsAction {
+    /// Move the state of applied tenants of celled tiers from their own roots into
+    /// cells (state surgery, nothing recreated), then plan each there: no changes.
+    Adopt(CellsAdoptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CellsAdoptArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
     /// Seconds to wait for a state lock held by another run.
     #[arg(long, default_value_t = 0)]
     pub lock_timeout: u64,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::db::tls::SslMode;
-use crate::tenant::{Tier, TierProfile, TierProfileOverride};
+use crate::tenant::{Isolation, Tier, TierProfile, TierProfileOverride};
 
 pub const CONFIG_FILE: &str = "tenantctl.toml";
 
@@ -35,6 +35,9 @@ pub struct Config {
     pub archive: crate::archive::ArchiveConfig,
     #[serde(default)]
     pub moves: MovesConfig,
+    /// Tenants of pooled tiers packed into shared Terraform roots (see `src/cells.rs`).
+    #[serde(default)]
+    pub cells: CellsConfig,
     /// What `tenantctl cost` assumes and prices (see `src/cost.rs`).
     #[serde(default)]
     pub cost: crate::cost::CostConfig,
@@ -257,6 +260,50 @@ impl Default for MovesConfig {
 fn default_retain_days() -> u32 {
     7
 }
+
+/// State cells: the tenants of `tiers` share Terraform roots of at most `size` tenants,
+/// so a fleet-wide plan starts Terraform once per cell instead of once per tenant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CellsConfig {
+    /// Off until turned on: a tenant already applied in its own root stays there until
+    /// `tenantctl cells adopt` moves its state into a cell.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_cell_tiers")]
+    pub tiers: Vec<Tier>,
+    #[serde(default = "default_cell_size")]
+    pub size: u32,
+}
+
+impl Default for CellsConfig {
+    fn default() -> Self {
+        CellsConfig {
+            enabled: false,
+            tiers: default_cell_tiers(),
+            size: default_cell_size(),
+        }
+    }
+}
+
+impl CellsConfig {
+    /// Whether tenants of `tier` live in cells.
+    pub fn holds(&self, tier: Tier) -> bool {
+        self.enabled && self.tiers.contains(&tier)
+    }
+}
+
+fn default_cell_tiers() -> Vec<Tier> {
+    vec![Tier::Starter, Tier::Growth]
+}
+
+fn default_cell_size() -> u32 {
+    50
+}
+
+/// A cell's plan grows with its size; past a few hundred tenants one plan costs more
+/// than the Terraform start-ups it saves.
+pub const MAX_CELL_SIZE: u32 = 500;
 
 /// Tenants' own KMS keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -584,6 +631,22 @@ impl Config {
                 self.moves.retain_days
             );
         }
+        if self.cells.size == 0 || self.cells.size > MAX_CELL_SIZE {
+            bail!(
+                "[cells] size = {} is out of range: a cell holds 1 to {MAX_CELL_SIZE} tenants",
+                self.cells.size
+            );
+        }
+        if let Some(t) = self
+            .cells
+            .tiers
+            .iter()
+            .find(|t| t.isolation() == Isolation::Silo)
+        {
+            bail!(
+                "[cells] tiers names `{t}`: a tier with a dedicated database keeps one root per tenant, only pooled tiers (pool or bridge isolation) go in cells"
+            );
+        }
         if let Some(ns) = &self.metrics.namespace {
             check_metrics_namespace(ns).map_err(|e| anyhow::anyhow!("[metrics] namespace: {e}"))?;
         }
@@ -703,6 +766,13 @@ connection_budget = 10
 # A tier change that crosses isolation models moves the tenant's data; the source is
 # kept, hidden from the tenant, this many days (`tenantctl move <id> --finish` sooner).
 retain_days = 7
+
+[cells]
+# Tenants of these tiers share Terraform roots of at most `size` tenants each
+# (`.tenantctl/roots/cell-<n>/`): a fleet-wide plan runs Terraform once per cell.
+enabled = false
+tiers = ["starter", "growth"]
+size = 50
 
 [cost]
 # `tenantctl cost` prices what each tier creates from the built-in table of [aws] region

@@ -51,13 +51,23 @@ impl Shard {
     /// Stable assignment: a hash of the id alone, so adding or removing a tenant never
     /// moves any other tenant to another shard.
     pub fn contains(&self, id: &TenantId) -> bool {
-        shard_of(id, self.count) == self.index
+        self.contains_key(id.as_str())
+    }
+
+    /// Whether the shard holds `key`: a tenant id, or the name of a cell (all the
+    /// tenants of a cell go to the same runner, which plans the cell once).
+    pub fn contains_key(&self, key: &str) -> bool {
+        shard_of_key(key, self.count) == self.index
     }
 }
 
 /// The 1-based shard of `id` among `count`.
 pub fn shard_of(id: &TenantId, count: u32) -> u32 {
-    let digest = Sha256::digest(id.as_str().as_bytes());
+    shard_of_key(id.as_str(), count)
+}
+
+fn shard_of_key(key: &str, count: u32) -> u32 {
+    let digest = Sha256::digest(key.as_bytes());
     let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     (n % count as u64) as u32 + 1
 }
@@ -76,6 +86,16 @@ pub struct Selection {
 /// Applies the selection flags to the declared tenants. Ids are validated first (a bad
 /// id is an error even if other ids are fine); an id that is not declared is an error.
 pub fn select(all_specs: &[TenantSpec], sel: &Selection) -> Result<Vec<TenantSpec>> {
+    select_placed(all_specs, sel, &|_| None)
+}
+
+/// [`select`], where `cell` names the cell holding a tenant, if any: `--shard` then
+/// shards tenants in cells by cell.
+pub fn select_placed(
+    all_specs: &[TenantSpec],
+    sel: &Selection,
+    cell: &dyn Fn(&TenantId) -> Option<String>,
+) -> Result<Vec<TenantSpec>> {
     let ids = sel
         .ids
         .iter()
@@ -92,9 +112,12 @@ pub fn select(all_specs: &[TenantSpec], sel: &Selection) -> Result<Vec<TenantSpe
     }
     let mut out = Vec::new();
     if !ids.is_empty() {
+        // A map, so naming thousands of ids is not quadratic.
+        let by_id: std::collections::HashMap<&TenantId, &TenantSpec> =
+            all_specs.iter().map(|s| (&s.id, s)).collect();
         for id in &ids {
-            match all_specs.iter().find(|s| &s.id == id) {
-                Some(s) => out.push(s.clone()),
+            match by_id.get(id) {
+                Some(s) => out.push((*s).clone()),
                 None => bail!(
                     "unknown tenant `{id}`: no `tenants/{id}.toml`\nhint: `tenantctl list` shows the declared tenants"
                 ),
@@ -107,7 +130,10 @@ pub fn select(all_specs: &[TenantSpec], sel: &Selection) -> Result<Vec<TenantSpe
         out.retain(|s| s.tier == t);
     }
     if let Some(sh) = shard {
-        out.retain(|s| sh.contains(&s.id));
+        out.retain(|s| match cell(&s.id) {
+            Some(name) => sh.contains_key(&name),
+            None => sh.contains(&s.id),
+        });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out.dedup_by(|a, b| a.id == b.id);
@@ -254,7 +280,7 @@ where
     results
 }
 
-fn summary_line(s: &TenantSummary) -> String {
+pub fn summary_line(s: &TenantSummary) -> String {
     let d = humanize(Duration::from_millis(s.duration_ms));
     match (&s.status, &s.error) {
         (Status::Failed, Some(e)) => {

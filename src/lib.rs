@@ -21,6 +21,7 @@ pub mod archive;
 pub mod audit;
 pub mod aws;
 pub mod backend;
+pub mod cells;
 pub mod cli;
 pub mod commands;
 pub mod config;

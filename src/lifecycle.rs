@@ -10,15 +10,17 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::AwsClients;
 use crate::backend::StateLocation;
+use crate::cells::Assignment;
 use crate::config::PlatformValues;
 use crate::context::Ctx;
 use crate::db::{Database, DbSecret};
 use crate::fleet::{Status, StepOutcome};
 use crate::moves::flow::{self, Decision, MoveOptions};
 use crate::moves::report::MoveReport;
-use crate::records::{ApplyRecord, RecordStore, VerifyRecord};
+use crate::records::{ApplyRecord, RecordStore, TenantRecord, VerifyRecord};
 use crate::render::{self, RenderOptions, RenderedRoot};
 use crate::report::{self, Check, CheckStatus, Verdict};
+use crate::tenant::TenantId;
 use crate::terraform::{ChangeSummary, PlanOptions, Terraform};
 use crate::workspace::TenantSpec;
 
@@ -34,6 +36,9 @@ pub struct Services {
     pub platform: PlatformValues,
     /// One timestamp per command run, naming its log files.
     pub run_id: String,
+    /// Which tenant is in which cell (`crate::cells`), read once per command; commands
+    /// that place new tenants update it before their tenants' work starts.
+    pub cells: Arc<Assignment>,
 }
 
 impl Services {
@@ -54,6 +59,7 @@ impl Services {
             .fetch_platform(&ctx.ws.platform_outputs_file())
             .await?;
         let platform = render::platform_values(&ctx.ws)?;
+        let cells = Arc::new(Assignment::load(&records).await?);
         Ok(Services {
             ctx: ctx.clone(),
             aws,
@@ -61,10 +67,103 @@ impl Services {
             records,
             platform,
             run_id: Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+            cells,
         })
     }
 
+    /// Places the declared tenants of celled tiers that have no root yet
+    /// ([`Assignment::place_new`]); with `save`, records the assignment so the next run
+    /// (on any machine) finds them there. Commands that only read place in memory.
+    pub async fn place_new(&mut self, specs: &[TenantSpec], save: bool) -> Result<()> {
+        let cfg = &self.ctx.ws.config;
+        let candidates: Vec<TenantId> = specs
+            .iter()
+            .filter(|s| cfg.cells.holds(s.tier) && self.cells.cell_of(&s.id).is_none())
+            .map(|s| s.id.clone())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let records = self.records.get_many(&candidates).await?;
+        let mut cells = (*self.cells).clone();
+        let placed = cells.place_new(cfg, specs, &records);
+        if placed.is_empty() {
+            return Ok(());
+        }
+        if save {
+            cells.save(&self.records).await?;
+            for id in &placed {
+                tracing::info!(
+                    "{id}: placed in {}",
+                    crate::cells::cell_name(cells.cell_of(id).unwrap_or(0))
+                );
+            }
+        }
+        self.cells = Arc::new(cells);
+        Ok(())
+    }
+
+    /// The selection over the declared tenants once new tenants of celled tiers are
+    /// placed (saved with `save`): `--shard` shards cells, not their tenants.
+    pub async fn select(
+        &mut self,
+        sel: &crate::fleet::Selection,
+        save: bool,
+    ) -> Result<Vec<TenantSpec>> {
+        let all = self.ctx.ws.tenants()?;
+        self.place_new(&all, save).await?;
+        let cells = self.cells.clone();
+        crate::fleet::select_placed(&all, sel, &|id| {
+            cells.cell_of(id).map(crate::cells::cell_name)
+        })
+    }
+
+    /// `terraform` in cell `n`'s root.
+    pub fn cell_terraform(&self, n: u32, command: &str, bar: ProgressBar) -> Result<Terraform> {
+        let ws = &self.ctx.ws;
+        let name = crate::cells::cell_name(n);
+        let log = ws
+            .logs_dir()
+            .join(&name)
+            .join(format!("{}-{command}.log", self.run_id));
+        let dir = crate::cells::cell_dir(ws, n);
+        let wanted = StateLocation::wanted(
+            &ws.config,
+            &ws.config.aws.effective(),
+            &dir,
+            &crate::cells::state_key(n),
+        );
+        Ok(Terraform::new(
+            ws.config.terraform.binary(),
+            dir,
+            name,
+            Some(&log),
+            self.ctx.interrupt.clone(),
+        )?
+        .with_progress(bar)
+        .with_backend(wanted))
+    }
+
     pub fn terraform(
+        &self,
+        spec: &TenantSpec,
+        command: &str,
+        bar: ProgressBar,
+    ) -> Result<Terraform> {
+        if let Some(n) = self.cells.cell_of(&spec.id) {
+            // Work on one tenant's own root would not see (or would destroy) its cell.
+            anyhow::bail!(
+                "tenant `{}` is in {}: `{command}` does not work on tenants in cells yet\nhint: `tenantctl apply`, `plan`, `verify`, `list` and `remove` do",
+                spec.id,
+                crate::cells::cell_name(n)
+            );
+        }
+        self.own_terraform(spec, command, bar)
+    }
+
+    /// `terraform` in the tenant's own root, wherever the assignment puts it: for the
+    /// state moves between that root and a cell (`crate::cells::adopt`).
+    pub fn own_terraform(
         &self,
         spec: &TenantSpec,
         command: &str,
@@ -95,7 +194,11 @@ impl Services {
 
     /// Renders the tenant's root in memory (no file written).
     pub fn render(&self, spec: &TenantSpec, opts: RenderOptions) -> Result<RenderedRoot> {
-        render::render_root(&self.ctx.ws, &self.platform, spec, opts)
+        let root = render::render_root(&self.ctx.ws, &self.platform, spec, opts)?;
+        Ok(match self.cells.cell_of(&spec.id) {
+            Some(n) => root.in_cell(&self.ctx.ws, n),
+            None => root,
+        })
     }
 
     /// How the tenant is rendered now: its file's tier, or, during a move, what the
@@ -139,13 +242,8 @@ pub struct ApplyOptions {
     pub render: RenderOptions,
 }
 
-/// Whether a tenant's inputs differ from its last successful apply.
-pub async fn is_changed(
-    svc: &Services,
-    spec: &TenantSpec,
-    rendered: &RenderedRoot,
-) -> Result<bool> {
-    let rec = svc.records.get(&spec.id).await?;
+/// Whether a tenant's inputs differ from its last successful apply (`rec` is its record).
+pub fn is_changed(spec: &TenantSpec, rec: &TenantRecord, rendered: &RenderedRoot) -> bool {
     // Drift found by the last verification is a reason to plan even with unchanged
     // inputs: that is how `verify --all` followed by `apply --all` repairs it.
     let drifted = rec
@@ -166,7 +264,7 @@ pub async fn is_changed(
     if let Some(why) = why {
         tracing::info!("{}: planned: {why}", spec.id);
     }
-    Ok(why.is_some())
+    why.is_some()
 }
 
 /// Render, plan, apply if needed, provision the database, verify, record. A tier change
@@ -178,8 +276,14 @@ pub async fn apply_tenant(
     opts: &ApplyOptions,
     bar: ProgressBar,
 ) -> Result<(StepOutcome, Vec<Check>)> {
-    let moved = run_move(svc, spec, opts, &bar).await?;
-    let (rspec, ropts) = svc.render_options(spec).await?;
+    // The record is read once; only a move (which writes it) makes a second read.
+    let rec = svc.records.get(&spec.id).await?;
+    let moved = run_move(svc, spec, &rec, opts, &bar).await?;
+    let rec = match moved {
+        Some(_) => svc.records.get(&spec.id).await?,
+        None => rec,
+    };
+    let (rspec, ropts) = flow::render_options(&rec, spec);
     let rendered = svc.render(
         &rspec,
         RenderOptions {
@@ -187,7 +291,7 @@ pub async fn apply_tenant(
             ..ropts
         },
     )?;
-    if moved.is_none() && !opts.refresh && !is_changed(svc, spec, &rendered).await? {
+    if moved.is_none() && !opts.refresh && !is_changed(spec, &rec, &rendered) {
         return Ok((
             StepOutcome {
                 status: Status::Skipped,
@@ -201,7 +305,7 @@ pub async fn apply_tenant(
         ));
     }
     rendered.write(&svc.ctx.ws)?;
-    let replace = repairs(svc, spec).await?;
+    let replace = repairs(spec, &rec);
     let changes = converge(svc, &rspec, &rendered, opts.lock_timeout, replace, &bar).await?;
     crate::moves::pause::point("database").await;
     svc.ctx.interrupt.check()?;
@@ -250,11 +354,11 @@ pub async fn apply_tenant(
 async fn run_move(
     svc: &Services,
     spec: &TenantSpec,
+    rec: &TenantRecord,
     opts: &ApplyOptions,
     bar: &ProgressBar,
 ) -> Result<Option<MoveReport>> {
-    let rec = svc.records.get(&spec.id).await?;
-    let decision = flow::decide(&spec.id, &rec, spec.tier)?;
+    let decision = flow::decide(&spec.id, rec, spec.tier)?;
     if decision == Decision::None {
         return Ok(None);
     }
@@ -303,6 +407,7 @@ pub async fn converge(
                 destroy: false,
                 lock_timeout,
                 replace,
+                targets: Vec::new(),
             })
             .await?;
         if pending.is_empty() {
@@ -321,7 +426,11 @@ pub async fn converge(
 /// exist, scheduled for deletion, and creating them again would fail halfway with
 /// `ResourceExistsException`. They are restored deliberately, before anything is
 /// created, and the apply adopts them and writes new values.
-async fn reclaim_secrets(svc: &Services, spec: &TenantSpec, rendered: &RenderedRoot) -> Result<()> {
+pub(crate) async fn reclaim_secrets(
+    svc: &Services,
+    spec: &TenantSpec,
+    rendered: &RenderedRoot,
+) -> Result<()> {
     let mut names = vec![spec.id.db_secret_name()];
     if rendered.inputs.dedicated_database {
         names.push(spec.id.db_admin_secret_name());
@@ -342,9 +451,12 @@ async fn reclaim_secrets(svc: &Services, spec: &TenantSpec, rendered: &RenderedR
 /// A task definition revision registered behind Terraform's back becomes the family's
 /// latest while Terraform's own revision still looks fine to a refresh; registering a
 /// fresh revision from the desired state makes the desired one the latest again.
-async fn repairs(svc: &Services, spec: &TenantSpec) -> Result<Vec<String>> {
-    let rec = svc.records.get(&spec.id).await?;
-    let failed = rec.last_verify.map(|v| v.failed).unwrap_or_default();
+pub(crate) fn repairs(spec: &TenantSpec, rec: &TenantRecord) -> Vec<String> {
+    let failed = rec
+        .last_verify
+        .as_ref()
+        .map(|v| v.failed.clone())
+        .unwrap_or_default();
     let mut out = Vec::new();
     if failed.iter().any(|c| c.starts_with("ecs.task_definition")) {
         out.push(format!(
@@ -352,7 +464,7 @@ async fn repairs(svc: &Services, spec: &TenantSpec) -> Result<Vec<String>> {
             spec.id
         ));
     }
-    Ok(out)
+    out
 }
 
 /// AWS checks plus database checks; records the result. `rendered` and `secret` are
@@ -424,10 +536,14 @@ pub async fn only_changed(
     if !changed {
         return Ok(specs);
     }
+    let ids: Vec<TenantId> = specs.iter().map(|s| s.id.clone()).collect();
+    let records = svc.records.get_many(&ids).await?;
     let mut out = Vec::new();
     for spec in specs {
-        let rendered = svc.render_current(&spec).await?;
-        if is_changed(svc, &spec, &rendered).await? {
+        let rec = &records[&spec.id];
+        let (rspec, ropts) = flow::render_options(rec, &spec);
+        let rendered = svc.render(&rspec, ropts)?;
+        if is_changed(&spec, rec, &rendered) {
             out.push(spec);
         }
     }

@@ -7,8 +7,11 @@
 //! so every machine of a team sees the same "last applied" and `--changed` agrees
 //! between CI runners.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::AwsClients;
@@ -30,6 +33,20 @@ pub struct TenantRecord {
     /// (`src/commands/remove.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removing: Option<RemoveJournal>,
+    /// The tenant's state is moving between its own root and a cell
+    /// (`crate::cells::adopt`): a rerun finishes the move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_move: Option<CellMove>,
+}
+
+/// A state move between a tenant's own root and a cell, recorded before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellMove {
+    /// The cell the state leaves (None: the tenant's own root).
+    pub from: Option<u32>,
+    /// The cell the state goes to (None: the tenant's own root).
+    pub to: Option<u32>,
+    pub started_at: DateTime<Utc>,
 }
 
 /// What a `remove` has done so far. Each step is recorded once it is complete, and each
@@ -124,6 +141,48 @@ impl RecordStore {
             }
             None => Ok(TenantRecord::default()),
         }
+    }
+
+    /// The records of `ids`, read for a whole fleet at once. On S3 the record keys are
+    /// listed first (paged), so a tenant that has no record costs no request, and the
+    /// records that exist are fetched [`READ_CONCURRENCY`] at a time: 10,000 sequential
+    /// GETs would take minutes, 10,000 concurrent ones would exhaust sockets.
+    pub async fn get_many(&self, ids: &[TenantId]) -> Result<BTreeMap<TenantId, TenantRecord>> {
+        let mut out = BTreeMap::new();
+        match self {
+            RecordStore::Local(_) => {
+                for id in ids {
+                    out.insert(id.clone(), self.get(id).await?);
+                }
+            }
+            RecordStore::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let present: std::collections::HashSet<String> =
+                    list_keys(client, bucket, &format!("{prefix}/"))
+                        .await?
+                        .into_iter()
+                        .collect();
+                let keys: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("{prefix}/{id}.json"))
+                    .filter(|k| present.contains(k))
+                    .collect();
+                let mut bodies = get_objects(client, bucket, keys).await?;
+                for id in ids {
+                    let key = format!("{prefix}/{id}.json");
+                    let rec = match bodies.remove(&key) {
+                        Some(bytes) => serde_json::from_slice(&bytes)
+                            .with_context(|| format!("invalid record s3://{bucket}/{key}"))?,
+                        None => TenantRecord::default(),
+                    };
+                    out.insert(id.clone(), rec);
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn put(&self, id: &TenantId, rec: &TenantRecord) -> Result<()> {
@@ -231,6 +290,64 @@ impl RecordStore {
         f(&mut rec);
         self.put(id, &rec).await
     }
+}
+
+/// How many record reads are in flight at once against S3.
+pub const READ_CONCURRENCY: usize = 32;
+
+/// Every key under `prefix`, following ListObjectsV2's continuation tokens (1,000 keys a
+/// page).
+pub async fn list_keys(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow::Error::new(e.into_service_error()))
+            .with_context(|| format!("cannot list s3://{bucket}/{prefix}"))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(keys)
+}
+
+/// The bytes of each of `keys` that exists, read [`READ_CONCURRENCY`] at a time.
+pub async fn get_objects(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    keys: Vec<String>,
+) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    let reads = futures::stream::iter(keys)
+        .map(|key| async move {
+            let body = get_object(client, bucket, &key).await?;
+            Ok::<_, anyhow::Error>(body.map(|b| (key, b)))
+        })
+        .buffer_unordered(READ_CONCURRENCY);
+    futures::pin_mut!(reads);
+    let mut out = std::collections::HashMap::new();
+    while let Some(read) = reads.next().await {
+        if let Some((key, bytes)) = read? {
+            out.insert(key, bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// An S3 object's bytes; None when there is no such key.

@@ -562,11 +562,21 @@ pub struct RenderedRoot {
     /// contents; the provider lock is compared separately because a fresh checkout has
     /// none until `init`.
     pub fingerprint: String,
+    /// The cell holding the tenant (`crate::cells`): `dir` is then the cell's root, and
+    /// `files` (a one-tenant root) must never be written there.
+    pub cell: Option<u32>,
 }
 
 impl RenderedRoot {
     /// Writes the root (and the modules it sources) to disk.
     pub fn write(&self, ws: &Workspace) -> Result<()> {
+        if let Some(n) = self.cell {
+            anyhow::bail!(
+                "tenant `{}` is in {}: its root is written with the whole cell",
+                self.inputs.tenant_id,
+                crate::cells::cell_name(n)
+            );
+        }
         write_modules(ws)?;
         self.files.write(&self.dir)?;
         Ok(())
@@ -597,7 +607,32 @@ pub fn render_root(
         files,
         inputs,
         fingerprint: hex::encode(h.finalize()),
+        cell: None,
     })
+}
+
+impl RenderedRoot {
+    /// The tenant as a member of cell `n`: the cell's root, and a fingerprint that also
+    /// covers which cell (a tenant adopted into a cell is planned there once).
+    pub fn in_cell(mut self, ws: &Workspace, n: u32) -> RenderedRoot {
+        let mut h = Sha256::new();
+        h.update(self.fingerprint.as_bytes());
+        h.update(crate::cells::cell_name(n).as_bytes());
+        self.fingerprint = hex::encode(h.finalize());
+        self.dir = crate::cells::cell_dir(ws, n);
+        self.cell = Some(n);
+        self
+    }
+}
+
+/// The root of cell `n`, holding `members` (their module inputs).
+pub fn cell_root(ws: &Workspace, n: u32, members: &[TenantInputs]) -> Result<RootFiles> {
+    tenant_root(
+        &ws.config,
+        &ws.config.aws.effective(),
+        &crate::cells::state_key(n),
+        members,
+    )
 }
 
 /// The state key of the platform root under the S3 backend's prefix.

@@ -16,6 +16,7 @@
 //! it as Terraform's CLI expects (see [`crate::interrupt`]): a first SIGINT stops Terraform
 //! gracefully, a second makes it abort at once; then it reports [`Interrupted`].
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -117,6 +118,41 @@ pub struct PlanOptions {
     pub lock_timeout: u64,
     /// Resource addresses to replace (`-replace=ADDR`).
     pub replace: Vec<String>,
+    /// Addresses to plan alone (`-target=ADDR`): in a cell, the module instances of the
+    /// tenants being worked on, so the others are neither refreshed nor touched.
+    pub targets: Vec<String>,
+}
+
+/// What Terraform reported for one tenant's module instance (`module.tenant["<id>"]`)
+/// of a root holding several: how a cell's plan and apply are told apart per tenant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantEvents {
+    /// Changes planned for the tenant's resources.
+    pub planned: ChangeSummary,
+    /// Changes completed during an apply.
+    pub applied: ChangeSummary,
+    /// Error diagnostics on the tenant's resources.
+    pub errors: Vec<String>,
+}
+
+/// The tenant id of a resource or module address inside `module.tenant["<id>"]`.
+pub fn tenant_of_address(addr: &str) -> Option<&str> {
+    let rest = addr.strip_prefix("module.tenant[\"")?;
+    rest.split_once("\"]").map(|(id, _)| id)
+}
+
+fn count_action(c: &mut ChangeSummary, action: &str) {
+    match action {
+        "create" => c.add += 1,
+        "update" => c.change += 1,
+        "delete" | "remove" => c.remove += 1,
+        "replace" => {
+            c.add += 1;
+            c.remove += 1;
+        }
+        "import" => c.import += 1,
+        _ => {}
+    }
 }
 
 /// One Terraform working directory and how to run Terraform in it.
@@ -144,6 +180,25 @@ struct RunResult {
     diagnostics: Vec<String>,
     stderr: String,
     changes: Option<ChangeSummary>,
+    tenants: BTreeMap<String, TenantEvents>,
+}
+
+/// A plan of a root holding several tenants: the total and each tenant's share, or the
+/// error with the tenants its diagnostics name.
+#[derive(Debug, Default)]
+pub struct CellPlan {
+    pub changes: ChangeSummary,
+    pub tenants: BTreeMap<String, TenantEvents>,
+    pub error: Option<anyhow::Error>,
+}
+
+/// An apply of a root holding several tenants: what completed per tenant, and the
+/// error, if Terraform failed (some tenants may be complete all the same).
+#[derive(Debug)]
+pub struct CellApply {
+    pub changes: ChangeSummary,
+    pub tenants: BTreeMap<String, TenantEvents>,
+    pub error: Option<anyhow::Error>,
 }
 
 impl Terraform {
@@ -266,6 +321,15 @@ impl Terraform {
     /// `terraform plan -out=tfplan -detailed-exitcode`; returns the pending changes
     /// (empty when there are none).
     pub async fn plan(&self, opts: PlanOptions) -> Result<ChangeSummary> {
+        let plan = self.plan_cell(opts).await?;
+        match plan.error {
+            Some(e) => Err(e),
+            None => Ok(plan.changes),
+        }
+    }
+
+    /// [`plan`](Self::plan) of a root holding several tenants: also each tenant's share.
+    pub async fn plan_cell(&self, opts: PlanOptions) -> Result<CellPlan> {
         self.progress.set_message("plan");
         self.lock_timeout.store(opts.lock_timeout, Ordering::SeqCst);
         let lock = format!("-lock-timeout={}s", opts.lock_timeout);
@@ -286,18 +350,54 @@ impl Terraform {
             args.push("-destroy");
         }
         args.extend(replace.iter().map(String::as_str));
+        let targets: Vec<String> = opts
+            .targets
+            .iter()
+            .map(|a| format!("-target={a}"))
+            .collect();
+        args.extend(targets.iter().map(String::as_str));
         let r = self.run(&args, true).await?;
         match r.code {
-            0 => Ok(ChangeSummary::default()),
-            2 => Ok(r.changes.unwrap_or(ChangeSummary {
-                change: 1,
-                ..ChangeSummary::default()
-            })),
+            0 => Ok(CellPlan {
+                tenants: r.tenants,
+                ..CellPlan::default()
+            }),
+            2 => Ok(CellPlan {
+                changes: r.changes.unwrap_or(ChangeSummary {
+                    change: 1,
+                    ..ChangeSummary::default()
+                }),
+                tenants: r.tenants,
+                error: None,
+            }),
             _ => {
-                self.check(&r, "terraform plan")?;
-                unreachable!("check fails on a non-zero exit")
+                let error = self.check(&r, "terraform plan").err();
+                Ok(CellPlan {
+                    changes: ChangeSummary::default(),
+                    tenants: r.tenants,
+                    error,
+                })
             }
         }
+    }
+
+    /// Applies the saved plan of a root holding several tenants. A failed apply is not
+    /// an `Err`: the caller reports each tenant as what happened to it.
+    pub async fn apply_plan_cell(&self, lock_timeout: u64) -> Result<CellApply> {
+        self.progress.set_message("apply");
+        self.lock_timeout.store(lock_timeout, Ordering::SeqCst);
+        let lock = format!("-lock-timeout={lock_timeout}s");
+        let r = self
+            .run(&["apply", "-input=false", "-json", &lock, "tfplan"], true)
+            .await;
+        let _ = std::fs::remove_file(self.dir.join("tfplan"));
+        let r = r?;
+        let error = self.check(&r, "terraform apply").err();
+        Ok(CellApply {
+            changes: r.changes.unwrap_or_default(),
+            tenants: r.tenants,
+            error,
+        })
     }
 
     /// Applies the saved plan and removes it (a plan file is not kept lying around).
@@ -324,11 +424,21 @@ impl Terraform {
 
     /// Destroys everything in the root: a destroy plan, then its apply.
     pub async fn destroy(&self, lock_timeout: u64) -> Result<ChangeSummary> {
+        self.destroy_targets(lock_timeout, Vec::new()).await
+    }
+
+    /// Destroys `targets` only (everything when empty): one tenant of a cell.
+    pub async fn destroy_targets(
+        &self,
+        lock_timeout: u64,
+        targets: Vec<String>,
+    ) -> Result<ChangeSummary> {
         let pending = self
             .plan(PlanOptions {
                 destroy: true,
                 lock_timeout,
                 replace: Vec::new(),
+                targets,
             })
             .await?;
         if pending.is_empty() {
@@ -369,6 +479,31 @@ impl Terraform {
             .run(&["state", "rm", "-no-color", &lock, address], false)
             .await?;
         self.check(&r, "terraform state rm")
+    }
+
+    /// `terraform state pull`: the root's state as JSON, None when it has none yet.
+    pub async fn state_pull(&self) -> Result<Option<serde_json::Value>> {
+        let r = self.run_logged(&["state", "pull"], false, false).await?;
+        self.check(&r, "terraform state pull")?;
+        if r.stdout.trim().is_empty() {
+            return Ok(None);
+        }
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .with_context(|| format!("`terraform state pull` for `{}` is not JSON", self.label))?;
+        Ok(Some(v))
+    }
+
+    /// `terraform state push`: replaces the root's state with `state` (same lineage, a
+    /// higher serial, or a root without state), under the state lock.
+    pub async fn state_push(&self, state: &serde_json::Value, lock_timeout: u64) -> Result<()> {
+        let file = self.dir.join(".tenantctl-push.tfstate");
+        crate::fsutil::write_atomic(&file, serde_json::to_string(state)?.as_bytes())?;
+        let lock = format!("-lock-timeout={lock_timeout}s");
+        let r = self
+            .run(&["state", "push", &lock, ".tenantctl-push.tfstate"], false)
+            .await;
+        let _ = std::fs::remove_file(&file);
+        self.check(&r?, "terraform state push")
     }
 
     /// `terraform state list`: the addresses in the root's state (empty before the first
@@ -455,6 +590,17 @@ impl Terraform {
     }
 
     async fn run(&self, args: &[&str], json_ui: bool) -> Result<RunResult> {
+        self.run_logged(args, json_ui, true).await
+    }
+
+    /// [`run`](Self::run); `log_stdout` false keeps a large stdout (a state) out of the
+    /// log.
+    async fn run_logged(
+        &self,
+        args: &[&str],
+        json_ui: bool,
+        log_stdout: bool,
+    ) -> Result<RunResult> {
         // Refuse to start new work once interrupted; work in flight finishes gracefully.
         self.interrupt.check()?;
         self.wait_for_orphan().await?;
@@ -500,12 +646,15 @@ impl Terraform {
             let mut text = String::new();
             let mut diagnostics = Vec::new();
             let mut changes = None;
+            let mut tenants = BTreeMap::new();
             move |line: Option<&str>| match line {
                 Some(line) => {
-                    me.log_line(line);
+                    if log_stdout {
+                        me.log_line(line);
+                    }
                     if json_ui {
                         if let Ok(ev) = serde_json::from_str::<UiEvent>(line) {
-                            me.handle_event(&ev, &mut diagnostics, &mut changes);
+                            me.handle_event(&ev, &mut diagnostics, &mut changes, &mut tenants);
                         }
                     } else {
                         text.push_str(line);
@@ -517,6 +666,7 @@ impl Terraform {
                     std::mem::take(&mut text),
                     std::mem::take(&mut diagnostics),
                     changes.take(),
+                    std::mem::take(&mut tenants),
                 )),
             }
         }));
@@ -563,7 +713,7 @@ impl Terraform {
         };
         RunMarker::remove_if_pid(&self.dir, pid);
         done.store(true, Ordering::SeqCst);
-        let (stdout, diagnostics, changes) = out_task.await??;
+        let (stdout, diagnostics, changes, tenants) = out_task.await??;
         let stderr = err_task.await??;
         // Everything is in the log now; the files stay only when tenantctl dies first.
         let _ = std::fs::remove_file(&out_path);
@@ -587,6 +737,7 @@ impl Terraform {
             diagnostics,
             stderr,
             changes,
+            tenants,
         })
     }
 
@@ -595,7 +746,24 @@ impl Terraform {
         ev: &UiEvent,
         diagnostics: &mut Vec<String>,
         changes: &mut Option<ChangeSummary>,
+        tenants: &mut BTreeMap<String, TenantEvents>,
     ) {
+        // Per-tenant bookkeeping for roots holding several tenants (cells).
+        let resource = ev.change.as_ref().or(ev.hook.as_ref()).and_then(|c| {
+            c.resource
+                .as_ref()
+                .map(|r| (r.addr.as_str(), c.action.as_str()))
+        });
+        if let Some((addr, action)) = resource
+            && let Some(id) = tenant_of_address(addr)
+        {
+            let t = tenants.entry(id.to_string()).or_default();
+            match ev.kind.as_str() {
+                "planned_change" => count_action(&mut t.planned, action),
+                "apply_complete" => count_action(&mut t.applied, action),
+                _ => {}
+            }
+        }
         match ev.kind.as_str() {
             "diagnostic" => {
                 if let Some(d) = &ev.diagnostic
@@ -608,6 +776,13 @@ impl Terraform {
                     }
                     if let Some(addr) = &d.address {
                         s.push_str(&format!("\n  (resource {addr})"));
+                        if let Some(id) = tenant_of_address(addr) {
+                            tenants
+                                .entry(id.to_string())
+                                .or_default()
+                                .errors
+                                .push(s.clone());
+                        }
                     }
                     diagnostics.push(s);
                 }
@@ -636,6 +811,26 @@ struct UiEvent {
     diagnostic: Option<Diagnostic>,
     #[serde(default)]
     changes: Option<ChangeSummary>,
+    /// `planned_change` events.
+    #[serde(default)]
+    change: Option<ResourceAction>,
+    /// `apply_*` events.
+    #[serde(default)]
+    hook: Option<ResourceAction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceAction {
+    #[serde(default)]
+    resource: Option<ResourceRef>,
+    #[serde(default)]
+    action: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceRef {
+    #[serde(default)]
+    addr: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -130,46 +130,17 @@ pub async fn list(store: &RecordStore, tenant: Option<&TenantId>) -> Result<Vec<
                 Some(id) => format!("{prefix}/{DIR}/{id}/"),
                 None => format!("{prefix}/{DIR}/"),
             };
-            let mut keys = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let page = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(&list_prefix)
-                    .set_continuation_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
-                    .with_context(|| format!("cannot list s3://{bucket}/{list_prefix}"))?;
-                keys.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key())
-                        .filter(|k| k.ends_with(".json"))
-                        .map(str::to_string),
-                );
-                match page.next_continuation_token() {
-                    Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                    _ => break,
-                }
-            }
+            let mut keys: Vec<String> = crate::records::list_keys(client, bucket, &list_prefix)
+                .await?
+                .into_iter()
+                .filter(|k| k.ends_with(".json"))
+                .collect();
             keys.sort();
+            let mut bodies = crate::records::get_objects(client, bucket, keys.clone()).await?;
             for key in keys {
-                let obj = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|e| anyhow::Error::new(e.into_service_error()))
-                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?;
-                let bytes = obj
-                    .body
-                    .collect()
-                    .await
-                    .with_context(|| format!("cannot read s3://{bucket}/{key}"))?
-                    .into_bytes();
+                let Some(bytes) = bodies.remove(&key) else {
+                    continue; // deleted between the listing and the read
+                };
                 out.push(
                     serde_json::from_slice(&bytes)
                         .with_context(|| format!("invalid export record s3://{bucket}/{key}"))?,

@@ -3,6 +3,7 @@
 
 use anyhow::{Result, bail};
 
+use crate::cells::converge::{self, Mode};
 use crate::cli::AddArgs;
 use crate::context::Ctx;
 use crate::lifecycle::{self, ApplyOptions, Services};
@@ -30,11 +31,13 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
             spec.id
         );
     }
-    let svc = Services::new(ctx, true).await?;
+    let mut svc = Services::new(ctx, true).await?;
     // Everything the render needs is checked before the tenant file is written.
     svc.render(&spec, RenderOptions::default())?;
 
     ctx.ws.write_tenant(&spec)?;
+    // A tenant of a celled tier takes a slot in a cell (`crate::cells`).
+    svc.place_new(std::slice::from_ref(&spec), true).await?;
     ctx.info(format!(
         "{}: applying tier `{}` ({} isolation)",
         spec.id,
@@ -48,7 +51,15 @@ pub async fn run(ctx: &Ctx, args: &AddArgs) -> Result<u8> {
         refresh: true,
         render: RenderOptions::default(),
     };
-    let res = lifecycle::apply_tenant(&svc, &spec, &opts, tbar.clone()).await;
+    let res = match svc.cells.cell_of(&spec.id) {
+        None => lifecycle::apply_tenant(&svc, &spec, &opts, tbar.clone()).await,
+        Some(n) => {
+            let cell = std::collections::BTreeMap::from([(n, vec![spec.clone()])]);
+            converge::run(&svc, cell, Mode::Apply, &opts)
+                .await
+                .and_then(|o| converge::single(o, &spec.id))
+        }
+    };
     tbar.finish_and_clear();
     progress.finish();
     let (outcome, checks) = res?;

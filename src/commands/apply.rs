@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
+use crate::cells::converge::{self, Mode};
 use crate::cli::ApplyArgs;
 use crate::context::{Ctx, OutputFormat};
 use crate::exit::{Interrupted, Outcome};
@@ -15,13 +16,17 @@ use crate::render::RenderOptions;
 use crate::report::{self, CheckStatus, Verdict};
 
 pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
-    let svc = Services::new(ctx, true).await?;
+    // Bad selections are refused before any cloud call.
+    fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
+    let mut svc = Services::new(ctx, true).await?;
+    let specs = svc.select(&args.select.selection(), true).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
     // The tier each tenant was applied with, for the audit events of those that change.
+    let ids: Vec<_> = specs.iter().map(|s| s.id.clone()).collect();
+    let mut records = svc.records.get_many(&ids).await?;
     let mut applied = std::collections::BTreeMap::new();
     for spec in &specs {
-        let rec = svc.records.get(&spec.id).await?;
+        let rec = records.remove(&spec.id).unwrap_or_default();
         let tier = rec.last_apply.and_then(|a| a.tier.parse().ok());
         applied.insert(spec.id.to_string(), (spec.id.clone(), tier, spec.tier));
     }
@@ -31,7 +36,18 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         render: RenderOptions::default(),
     };
     let all_checks = Mutex::new(Vec::new());
-    let results = fleet::run(ctx, specs, "apply", args.select.fail_fast, |spec, bar| {
+    // A tenant in a cell whose tier change moves its data leaves the cell first: moves
+    // work on a tenant's own root.
+    let not_evicted = crate::cells::evict_moving(&mut svc, &specs, args.lock_timeout).await?;
+    let specs: Vec<_> = specs
+        .into_iter()
+        .filter(|s| !not_evicted.iter().any(|(id, _)| *id == s.id))
+        .collect();
+    // Tenants in cells are planned and applied a cell at a time (`crate::cells`).
+    let (specs, cells) = converge::split(&svc, specs);
+    let adoptable: Vec<_> = specs.clone();
+    let celled = converge::run(&svc, cells, Mode::Apply, &opts).await?;
+    let mut results = fleet::run(ctx, specs, "apply", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
         let opts = &opts;
         let all_checks = &all_checks;
@@ -52,6 +68,45 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         }
     })
     .await;
+    results.extend(celled.summaries);
+    for (id, e) in not_evicted {
+        results.push(fleet::TenantSummary {
+            tenant: id.to_string(),
+            status: Status::Failed,
+            changes: None,
+            duration_ms: 0,
+            detail: None,
+            error: Some(format!("cannot move its state out of its cell: {e:#}")),
+            locked: crate::exit::is_lock_held(&e),
+            moved: None,
+        });
+    }
+    // With cells on, the tenants of celled tiers that this run left in their own roots
+    // (applied before cells were on, or back from a tier move) move into cells.
+    let adopt = adoptable_now(&svc, &adoptable, &results).await?;
+    if !adopt.is_empty() && !ctx.interrupt.is_set() {
+        for s in super::cells::adopt_tenants(&svc, adopt, args.lock_timeout).await? {
+            if let Some(r) = results.iter_mut().find(|r| r.tenant == s.tenant) {
+                match s.status {
+                    Status::Failed => {
+                        r.status = Status::Failed;
+                        r.error = s.error;
+                    }
+                    _ => {
+                        let line = s.detail.unwrap_or_default();
+                        r.detail = Some(match r.detail.take() {
+                            Some(d) => format!("{d}; {line}"),
+                            None => line,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    results.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    if let Ok(mut all) = all_checks.lock() {
+        all.extend(celled.checks);
+    }
     super::record_audit(ctx, audit(&results, &applied)).await;
     fleet::summary_report("apply", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
@@ -69,6 +124,38 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
         crate::output::status_line(text.trim_end());
     }
     Ok(verdict.exit_code())
+}
+
+/// The tenants of `specs` (applied in their own roots by this run, without failing) that
+/// belong in a cell now: cells on, a celled tier, no move or removal under way.
+async fn adoptable_now(
+    svc: &Services,
+    specs: &[crate::workspace::TenantSpec],
+    results: &[fleet::TenantSummary],
+) -> Result<Vec<crate::workspace::TenantSpec>> {
+    let cfg = &svc.ctx.ws.config.cells;
+    let candidates: Vec<_> = specs
+        .iter()
+        .filter(|s| cfg.holds(s.tier))
+        .filter(|s| {
+            results
+                .iter()
+                .any(|r| r.tenant == s.id.as_str() && r.status != Status::Failed)
+        })
+        .cloned()
+        .collect();
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let ids: Vec<_> = candidates.iter().map(|s| s.id.clone()).collect();
+    let records = svc.records.get_many(&ids).await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|s| {
+            let r = &records[&s.id];
+            r.last_apply.is_some() && r.moving.is_none() && r.removing.is_none()
+        })
+        .collect())
 }
 
 /// An audit event per tenant the apply changed or failed on (an unchanged or skipped

@@ -30,6 +30,9 @@ struct Row {
     /// A move in progress, or one whose source is still retained.
     #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
     moving: Option<MoveReport>,
+    /// The cell whose root holds the tenant (`crate::cells`); none for its own root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cell: Option<String>,
     /// A removed tenant's exports (what is left of it), oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     exports: Vec<ExportRow>,
@@ -43,11 +46,16 @@ struct ExportRow {
 }
 
 pub async fn run(ctx: &Ctx) -> Result<u8> {
-    let svc = Services::new(ctx, false).await?;
+    let mut svc = Services::new(ctx, false).await?;
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for spec in ctx.ws.tenants()? {
-        let rec = svc.records.get(&spec.id).await?;
+    let specs = ctx.ws.tenants()?;
+    // Where a new tenant of a celled tier will go (recorded by `add` and `apply`).
+    svc.place_new(&specs, false).await?;
+    let ids: Vec<_> = specs.iter().map(|s| s.id.clone()).collect();
+    let mut records = svc.records.get_many(&ids).await?;
+    for spec in specs {
+        let rec = records.remove(&spec.id).unwrap_or_default();
         let state = match (&rec.moving, &rec.last_apply) {
             _ if rec.removing.is_some() => {
                 "removing (rerun `tenantctl remove` to finish)".to_string()
@@ -57,7 +65,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             (Some(j), _) => format!("moving ({})", j.step),
             (None, None) => "pending".to_string(),
             (None, Some(_)) => match svc.render(&spec, RenderOptions::default()) {
-                Ok(r) if lifecycle::is_changed(&svc, &spec, &r).await? => "changed".into(),
+                Ok(r) if lifecycle::is_changed(&spec, &rec, &r) => "changed".into(),
                 Ok(_) => "applied".into(),
                 Err(_) => "unrenderable".into(),
             },
@@ -77,6 +85,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
                 .map(|v| v.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
             verify_status: rec.last_verify.as_ref().map(|v| v.status),
             moving: rec.moving.as_ref().map(standing),
+            cell: svc.cells.cell_of(&spec.id).map(crate::cells::cell_name),
             exports: Vec::new(),
         });
         if let Some(j) = &rec.moving {
@@ -99,6 +108,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             last_verify: None,
             verify_status: None,
             moving: None,
+            cell: None,
             exports: Vec::new(),
         });
         // The tier the tenant had when last exported.
@@ -135,7 +145,10 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             r.id.clone(),
             r.tier.clone(),
             r.isolation.clone(),
-            r.state.clone(),
+            match &r.cell {
+                Some(c) => format!("{} ({c})", r.state),
+                None => r.state.clone(),
+            },
             r.last_apply.clone().unwrap_or_else(|| "-".into()),
             verify,
         ]);

@@ -3,6 +3,7 @@
 
 pub mod add;
 pub mod apply;
+pub mod cells;
 pub mod cost;
 pub mod db;
 pub mod export;
@@ -135,7 +136,7 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         }
         Command::Platform { action } => platform::run(&ctx, *action).await,
         Command::Add(args) => add::run(&ctx, args).await,
-        Command::Render(sel) => render::run(&ctx, sel),
+        Command::Render(sel) => render::run(&ctx, sel).await,
         Command::Plan(args) => plan::run(&ctx, args).await,
         Command::Apply(args) => apply::run(&ctx, args).await,
         Command::Verify(args) => verify::run(&ctx, args).await,
@@ -148,6 +149,9 @@ async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         Command::State {
             action: crate::cli::StateAction::Migrate(args),
         } => state::migrate(&ctx, args).await,
+        Command::Cells {
+            action: crate::cli::CellsAction::Adopt(args),
+        } => cells::adopt(&ctx, args).await,
         Command::Export(args) => export::run(&ctx, args).await,
         Command::Import(args) => import::run(&ctx, args).await,
         Command::Exports(args) => exports::run(&ctx, args).await,

@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::cells::converge::{self, Mode};
 use crate::cli::PlanArgs;
 use crate::context::Ctx;
 use crate::db::{Database, MissingAdminUrl};
 use crate::exit::{Interrupted, Outcome};
 use crate::fleet::{self, Status, StepOutcome};
+use crate::lifecycle::ApplyOptions;
 use crate::lifecycle::{self, Services};
 use crate::moves::db::{Side, inventory};
 use crate::moves::flow::{self, Decision};
@@ -25,15 +27,20 @@ use crate::terraform::PlanOptions;
 use crate::workspace::TenantSpec;
 
 pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
+    fleet::select(&ctx.ws.tenants()?, &args.select.selection())?;
     let mut svc = Services::new(ctx, false).await?;
+    // New tenants are placed in cells in memory only: a plan writes no assignment.
+    let specs = svc.select(&args.select.selection(), false).await?;
     let specs = lifecycle::only_changed(&svc, specs, args.select.changed).await?;
+    let (specs, cells) = converge::split(&svc, specs);
     // Each tenant's record is read once: what its move (if any) will do. Only a pending
     // move needs the database (to count the rows it will copy).
+    let ids: Vec<TenantId> = specs.iter().map(|s| s.id.clone()).collect();
+    let records = svc.records.get_many(&ids).await?;
     let mut decisions = HashMap::new();
     for spec in &specs {
-        let rec = svc.records.get(&spec.id).await?;
-        decisions.insert(spec.id.clone(), flow::decide(&spec.id, &rec, spec.tier)?);
+        let rec = &records[&spec.id];
+        decisions.insert(spec.id.clone(), flow::decide(&spec.id, rec, spec.tier)?);
     }
     if decisions.values().any(|d| *d != Decision::None) {
         match Database::from_workspace(&ctx.ws) {
@@ -47,7 +54,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
             Err(e) => return Err(e),
         }
     }
-    let results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
+    let opts = ApplyOptions {
+        lock_timeout: args.lock_timeout,
+        refresh: true,
+        render: RenderOptions::default(),
+    };
+    let celled = converge::run(&svc, cells, Mode::Plan, &opts).await?;
+    let mut results = fleet::run(ctx, specs, "plan", args.select.fail_fast, |spec, bar| {
         let svc = &svc;
         let decision = decisions.get(&spec.id).cloned().unwrap_or(Decision::None);
         async move {
@@ -62,6 +75,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
                     destroy: false,
                     lock_timeout: args.lock_timeout,
                     replace: Vec::new(),
+                    targets: Vec::new(),
                 })
                 .await?;
             // The saved plan is not applied by `plan`; do not leave it behind.
@@ -85,6 +99,8 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> Result<u8> {
         }
     })
     .await;
+    results.extend(celled.summaries);
+    results.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     fleet::summary_report("plan", &results).emit(ctx.output)?;
     if ctx.interrupt.is_set() {
         return Err(Interrupted.into());

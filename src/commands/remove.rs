@@ -132,9 +132,25 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
         final_snapshot_at: Some(j.started_at),
         ..ropts
     };
-    let rendered = svc.render_and_write(&rspec, allow)?;
+    let cell = svc.cells.cell_of(&id);
+    let rendered = match cell {
+        None => svc.render_and_write(&rspec, allow)?,
+        Some(n) => {
+            crate::cells::write_cell_root(&svc, n, &crate::cells::declared(&ctx.ws)?, Some(&id))
+                .await?;
+            svc.render(&rspec, allow)?
+        }
+    };
+    // In a cell only the tenant's own module instance is destroyed.
+    let targets = match cell {
+        None => Vec::new(),
+        Some(_) => vec![format!("module.tenant[\"{id}\"]")],
+    };
     if j.destroyed.is_none() {
-        let tf = svc.terraform(&rspec, "remove", bar)?;
+        let tf = match cell {
+            None => svc.terraform(&rspec, "remove", bar)?,
+            Some(n) => svc.cell_terraform(n, "remove", bar)?,
+        };
         tf.init().await?;
         if dedicated || j.shred {
             // Terraform cannot delete an RDS instance with deletion protection on: apply
@@ -146,6 +162,7 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
                     destroy: false,
                     lock_timeout: args.lock_timeout,
                     replace: Vec::new(),
+                    targets: targets.clone(),
                 })
                 .await?;
             if !pending.is_empty() {
@@ -177,7 +194,7 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
         let was_destroying = j.destroying;
         j.destroying = true;
         save(&svc, &id, &j).await?;
-        let destroyed = tf.destroy(args.lock_timeout).await?;
+        let destroyed = tf.destroy_targets(args.lock_timeout, targets).await?;
         // 3. Only a destroy that really removed the tenant's resources lets its data go.
         let role = id.resource_name();
         let role_left = role_exists(&svc, &role).await?;
@@ -279,8 +296,25 @@ pub async fn run(ctx: &Ctx, args: &RemoveArgs) -> Result<u8> {
         std::fs::remove_file(&file)
             .with_context(|| format!("cannot remove `{}`", file.display()))?;
     }
-    svc.records.delete(&id).await?;
-    let _ = std::fs::remove_dir_all(&rendered.dir);
+    match cell {
+        // The slot goes back to the cell for the next new tenant, then the cell's root
+        // is written without the tenant (its resources are gone from the state).
+        Some(n) => {
+            let mut cells = (*svc.cells).clone();
+            cells.release(&id);
+            cells.save(&svc.records).await?;
+            svc.records.delete(&id).await?;
+            let svc = Services {
+                cells: std::sync::Arc::new(cells),
+                ..svc.clone()
+            };
+            crate::cells::write_cell_root(&svc, n, &crate::cells::declared(&ctx.ws)?, None).await?;
+        }
+        None => {
+            svc.records.delete(&id).await?;
+            let _ = std::fs::remove_dir_all(&rendered.dir);
+        }
+    }
     for line in summary(ctx, &id, &j, has_key) {
         ctx.info(line);
     }

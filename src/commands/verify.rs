@@ -14,8 +14,9 @@ use crate::lifecycle::{self, Services};
 use crate::report::{self, Check, Verdict};
 
 pub async fn run(ctx: &Ctx, sel: &SelectArgs) -> Result<u8> {
-    let specs = fleet::select(&ctx.ws.tenants()?, &sel.selection())?;
-    let svc = Services::new(ctx, true).await?;
+    fleet::select(&ctx.ws.tenants()?, &sel.selection())?;
+    let mut svc = Services::new(ctx, true).await?;
+    let specs = svc.select(&sel.selection(), false).await?;
     let specs = lifecycle::only_changed(&svc, specs, sel.changed).await?;
     let tenants: Vec<String> = specs.iter().map(|s| s.id.to_string()).collect();
     let all: Mutex<Vec<Check>> = Mutex::new(Vec::new());
