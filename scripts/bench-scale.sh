@@ -4,10 +4,13 @@
 #   1. `render --all` into an empty work dir (every root written),
 #   2. `apply --all` with nothing changed (fingerprints only: no Terraform, no AWS call),
 #   3. `list`,
-#   4. `plan --changed` with one changed tenant (one real `terraform plan` against moto),
+#   4. `plan --changed` with one changed tenant (one real `terraform plan` against moto:
+#      of its own root, or of its cell with only its module instance targeted),
 #   5. selection by tier and shard (`render --tier growth --shard 3/8`).
 # "Applied" is simulated: the records a successful apply writes are written from the
 # fingerprints `render --output json` prints, since 10,000 real applies cannot run here.
+# Each size runs twice: every tenant in its own root, then the pooled tenants in state
+# cells of 50 (`[cells] enabled = true`).
 # Usage: scripts/bench-scale.sh [SIZES...]     (default: 1000 10000; release build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,9 +35,10 @@ export TENANTCTL_DATABASE_URL="postgresql://admin:unused@127.0.0.1:1/app"
 
 echo
 echo "fleet scale without AWS, release build, $(nproc) cores"
-printf '%-8s %-44s %9s %10s %5s\n' "tenants" "run" "wall (s)" "peak MiB" "exit"
+printf '%-8s %-6s %-40s %9s %10s %5s\n' "tenants" "roots" "run" "wall (s)" "peak MiB" "exit"
 for n in "${sizes[@]}"; do
-  work="$base/fleet-$n"
+for mode in own cells; do
+  work="$base/fleet-$n-$mode"
   mkdir -p "$work"
   cd "$work"
   "$tenantctl" -q init --local >/dev/null
@@ -47,6 +51,7 @@ s = re.sub(r"(?m)^create_load_balancer = .*\n", "", s)
 s = s.replace("[platform]\n", '[platform]\ncreate_load_balancer = false\nhosted_zone_id = "Z0123456789EXAMPLE"\ncluster_arn = "arn:aws:ecs:us-east-1:123456789012:cluster/bench"\nvpc_id = "vpc-0123456789abcdef0"\nsubnet_ids = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]\nservice_security_group_ids = ["sg-0123456789abcdef0"]\n', 1)
 open(p, "w").write(s)
 EOF
+  if [ "$mode" = cells ]; then printf '\n[cells]\nenabled = true\nsize = 50\n' >>tenantctl.toml; fi
   # 60 % starter, 30 % growth, 10 % enterprise.
   python3 - "$n" <<'EOF'
 import sys
@@ -56,7 +61,7 @@ for i in range(1, n + 1):
     with open(f"tenants/t{i:05d}.toml", "w") as f:
         f.write(f'id = "t{i:05d}"\ntier = "{tier}"\n')
 EOF
-  row() { IFS=$'\t' read -r label wall peak code; printf '%-8s %-44s %9s %10s %5s\n' "$n" "$label" "$wall" "$peak" "$code"; }
+  row() { IFS=$'\t' read -r label wall peak code; printf '%-8s %-6s %-40s %9s %10s %5s\n' "$n" "$mode" "$label" "$wall" "$peak" "$code"; }
   python3 "$here/scripts/measure.py" "render --all (empty work dir)" -- "$tenantctl" -q render --all | row
   "$tenantctl" -q render --all --output json >"$work/render.json"
   # Records as a successful apply of every tenant leaves them.
@@ -78,4 +83,5 @@ EOF
   python3 "$here/scripts/measure.py" "render --tier growth --shard 3/8" -- "$tenantctl" -q render --tier growth --shard 3/8 | row
   cd "$base"
   rm -rf "$work"
+done
 done

@@ -111,11 +111,51 @@ impl Services {
         save: bool,
     ) -> Result<Vec<TenantSpec>> {
         let all = self.ctx.ws.tenants()?;
+        if save {
+            self.release_withdrawn(&all).await?;
+        }
         self.place_new(&all, save).await?;
         let cells = self.cells.clone();
         crate::fleet::select_placed(&all, sel, &|id| {
             cells.cell_of(id).map(crate::cells::cell_name)
         })
+    }
+
+    /// Frees the slots of tenants placed in a cell whose file is gone and that never had
+    /// anything applied (a new tenant withdrawn after a failed first apply): nothing of
+    /// theirs is in the cell's state, and their slot would otherwise stay taken.
+    async fn release_withdrawn(&mut self, all: &[TenantSpec]) -> Result<()> {
+        let declared: std::collections::HashSet<&TenantId> = all.iter().map(|s| &s.id).collect();
+        let orphans: Vec<TenantId> = self
+            .cells
+            .cells()
+            .into_iter()
+            .flat_map(|n| self.cells.members(n))
+            .filter(|id| !declared.contains(id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let records = self.records.get_many(&orphans).await?;
+        let mut cells = (*self.cells).clone();
+        let mut released = false;
+        for id in &orphans {
+            let r = &records[id];
+            if r.last_apply.is_none()
+                && r.removing.is_none()
+                && r.cell_move.is_none()
+                && r.moving.is_none()
+            {
+                cells.release(id);
+                released = true;
+                tracing::info!("{id}: slot released (withdrawn before its first apply)");
+            }
+        }
+        if released {
+            cells.save(&self.records).await?;
+            self.cells = Arc::new(cells);
+        }
+        Ok(())
     }
 
     /// `terraform` in cell `n`'s root.

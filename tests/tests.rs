@@ -15,6 +15,7 @@ mod b_slow {
     mod adoption;
     pub(crate) mod alarms;
     mod archive;
+    mod cells;
     mod fleet;
     mod interrupt;
     mod migrate_metrics;

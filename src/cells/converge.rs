@@ -238,13 +238,13 @@ async fn run_cell(
     // Before the plan: secrets of a re-added id restored, orphans adopted. A tenant
     // whose orphan belongs to someone else fails alone.
     if mode == Mode::Apply {
-        let state: HashSet<String> = tf.state_list().await?.into_iter().collect();
         let mut adoptions = Vec::new();
         let mut ok = Vec::new();
         for m in work {
             let prepared = async {
                 lifecycle::reclaim_secrets(svc, &m.spec, &m.rendered).await?;
-                crate::adopt::orphans(&svc.aws, Some(&state), &tf, &m.rendered.inputs).await
+                // The state is listed only for a tenant with resources found in AWS.
+                crate::adopt::orphans(&svc.aws, None, &tf, &m.rendered.inputs).await
             }
             .await;
             match prepared {

@@ -147,18 +147,18 @@ pub async fn evict_moving(
     specs: &[TenantSpec],
     lock_timeout: u64,
 ) -> Result<Vec<(TenantId, anyhow::Error)>> {
-    let ids: Vec<TenantId> = specs
+    let in_cells: Vec<&TenantSpec> = specs
         .iter()
         .filter(|s| svc.cells.cell_of(&s.id).is_some())
-        .map(|s| s.id.clone())
         .collect();
+    let ids: Vec<TenantId> = in_cells.iter().map(|s| s.id.clone()).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let records = svc.records.get_many(&ids).await?;
     let mut cells = (*svc.cells).clone();
     let mut failed = Vec::new();
-    for spec in specs.iter().filter(|s| ids.contains(&s.id)) {
+    for spec in in_cells {
         let rec = &records[&spec.id];
         let evicting = rec.cell_move.as_ref().is_some_and(|m| m.to.is_none());
         let moves = flow::decide(&spec.id, rec, spec.tier)? != Decision::None;

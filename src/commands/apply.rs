@@ -85,8 +85,13 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
     // (applied before cells were on, or back from a tier move) move into cells.
     let adopt = adoptable_now(&svc, &adoptable, &results).await?;
     if !adopt.is_empty() && !ctx.interrupt.is_set() {
+        let at: std::collections::HashMap<String, usize> = results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.tenant.clone(), i))
+            .collect();
         for s in super::cells::adopt_tenants(&svc, adopt, args.lock_timeout).await? {
-            if let Some(r) = results.iter_mut().find(|r| r.tenant == s.tenant) {
+            if let Some(r) = at.get(&s.tenant).map(|i| &mut results[*i]) {
                 match s.status {
                     Status::Failed => {
                         r.status = Status::Failed;
@@ -134,14 +139,14 @@ async fn adoptable_now(
     results: &[fleet::TenantSummary],
 ) -> Result<Vec<crate::workspace::TenantSpec>> {
     let cfg = &svc.ctx.ws.config.cells;
+    let ok: std::collections::HashSet<&str> = results
+        .iter()
+        .filter(|r| r.status != Status::Failed)
+        .map(|r| r.tenant.as_str())
+        .collect();
     let candidates: Vec<_> = specs
         .iter()
-        .filter(|s| cfg.holds(s.tier))
-        .filter(|s| {
-            results
-                .iter()
-                .any(|r| r.tenant == s.id.as_str() && r.status != Status::Failed)
-        })
+        .filter(|s| cfg.holds(s.tier) && ok.contains(s.id.as_str()))
         .cloned()
         .collect();
     if candidates.is_empty() {

@@ -21,7 +21,7 @@ use crate::tenant::TenantId;
 pub async fn run(ctx: &Ctx, args: &MoveArgs) -> Result<u8> {
     let id = TenantId::parse(&args.id)?;
     let spec = ctx.ws.tenant(&id)?;
-    let svc = Services::new(ctx, true).await?;
+    let mut svc = Services::new(ctx, true).await?;
     let rec = svc.records.get(&id).await?;
     let mut finished = None;
     // Everything is checked before the file is edited or anything runs.
@@ -96,6 +96,14 @@ pub async fn run(ctx: &Ctx, args: &MoveArgs) -> Result<u8> {
         (None, false, false) => bail!("name `--tier <tier>`, `--finish` or `--rollback`"),
     };
 
+    // A move works on the tenant's own root: out of its cell first (`crate::cells`).
+    if let Some((_, e)) =
+        crate::cells::evict_moving(&mut svc, std::slice::from_ref(&spec), args.lock_timeout)
+            .await?
+            .pop()
+    {
+        return Err(e.context(format!("cannot move tenant `{id}`'s state out of its cell")));
+    }
     let progress = Progress::new(ctx, 1, "move");
     let bar = progress.item(id.as_str());
     let opts = ApplyOptions {
@@ -109,6 +117,22 @@ pub async fn run(ctx: &Ctx, args: &MoveArgs) -> Result<u8> {
     let (mut outcome, checks) = res?;
     if outcome.moved.is_none() {
         outcome.moved = finished;
+    }
+    // A finished move to a celled tier ends in a cell.
+    let rec = svc.records.get(&id).await?;
+    if ctx.config().cells.holds(spec.tier)
+        && rec.moving.is_none()
+        && svc.cells.cell_of(&id).is_none()
+    {
+        for s in super::cells::adopt_tenants(&svc, vec![spec.clone()], args.lock_timeout).await? {
+            match (s.status, s.error, s.detail) {
+                (crate::fleet::Status::Failed, Some(e), _) => ctx.info(format!(
+                    "{id}: moved, but its state stays in its own root: {e}\nhint: `tenantctl cells adopt {id}` retries"
+                )),
+                (_, _, Some(d)) => ctx.info(format!("{id}: {d}")),
+                _ => {}
+            }
+        }
     }
     let verdict = report::verdict(&checks);
     let failing: Vec<&str> = checks
