@@ -7,8 +7,9 @@
 #   4. `plan --changed` with one changed tenant (one real `terraform plan` against moto:
 #      of its own root, or of its cell with only its module instance targeted),
 #   5. selection by tier and shard (`render --tier growth --shard 3/8`).
-# "Applied" is simulated: the records a successful apply writes are written from the
-# fingerprints `render --output json` prints, since 10,000 real applies cannot run here.
+# "Applied" is simulated: the records a successful apply writes (and, with cells, the
+# cell assignment) are written from what `render --output json` prints (fingerprint,
+# cell), since 10,000 real applies cannot run here.
 # Each size runs twice: every tenant in its own root, then the pooled tenants in state
 # cells of 50 (`[cells] enabled = true`).
 # Usage: scripts/bench-scale.sh [SIZES...]     (default: 1000 10000; release build)
@@ -69,11 +70,19 @@ EOF
 import json, os, sys
 rows = json.load(open(sys.argv[1]))
 os.makedirs(".tenantctl/records", exist_ok=True)
+cells = {}
 for r in rows:
     tier = open(f"tenants/{r['tenant']}.toml").read().split('tier = "')[1].split('"')[0]
+    if r.get("cell"):
+        # As `apply` records the placement: slots in id order.
+        cells.setdefault(r["cell"].removeprefix("cell-"), []).append(r["tenant"])
     rec = {"last_apply": {"at": "2026-12-01T00:00:00Z", "fingerprint": r["fingerprint"], "provider_lock": None, "tier": tier}}
     with open(f".tenantctl/records/{r['tenant']}.json", "w") as f:
         json.dump(rec, f)
+if cells:
+    os.makedirs(".tenantctl/records/cells", exist_ok=True)
+    with open(".tenantctl/records/cells/assignment.json", "w") as f:
+        json.dump({"cells": cells}, f)
 EOF
   python3 "$here/scripts/measure.py" "apply --all (nothing changed)" -- "$tenantctl" -q apply --all | row
   python3 "$here/scripts/measure.py" "list" -- "$tenantctl" -q list | row

@@ -715,6 +715,36 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_root_holds_its_tenants_under_its_own_state_key() {
+        let (mut cfg, platform) = fixture();
+        cfg.state.backend = crate::config::Backend::S3;
+        cfg.state.bucket = Some("state-bucket".into());
+        cfg.state.key_prefix = Some("team".into());
+        let inputs: Vec<TenantInputs> = [("initech", Tier::Starter), ("globex", Tier::Growth)]
+            .iter()
+            .map(|(id, tier)| {
+                let spec = TenantSpec {
+                    id: TenantId::parse(id).unwrap(),
+                    tier: *tier,
+                };
+                TenantInputs::build(&cfg, &platform, &spec, RenderOptions::default()).unwrap()
+            })
+            .collect();
+        let real = AwsSettings {
+            region: Some("eu-west-1".into()),
+            profile: None,
+            endpoint_url: None,
+        };
+        let root = tenant_root(&cfg, &real, &crate::cells::state_key(3), &inputs).unwrap();
+        assert!(root.files["main.tf"].contains("\"team/cells/cell-3.tfstate\""));
+        let vars: serde_json::Value =
+            serde_json::from_str(&root.files["terraform.tfvars.json"]).unwrap();
+        let tenants = vars["tenants"].as_object().unwrap();
+        assert_eq!(tenants.keys().collect::<Vec<_>>(), ["globex", "initech"]);
+        assert_eq!(tenants["globex"]["isolation"], "bridge");
+    }
+
+    #[test]
     fn rendering_is_deterministic_and_user_strings_stay_in_json() {
         let (cfg, _) = fixture();
         let a = render("acme-corp", Tier::Enterprise, &cfg, &emulator());

@@ -226,10 +226,12 @@ pub async fn adopt_cell(
             continue;
         }
         let count = if there.is_empty() { moving.len() } else { 0 };
-        if there.is_empty() && !moving.is_empty() {
+        // Whether the own root still holds the tenant's resources (to remove there).
+        let holds = !moving.is_empty();
+        if there.is_empty() && holds {
             added.extend(moving);
         }
-        pushed.push((spec.clone(), own, count, own_state.is_some()));
+        pushed.push((spec.clone(), own, count, holds));
     }
     if !added.is_empty() {
         // A cell without a state yet takes the format of the states it receives.
@@ -242,18 +244,26 @@ pub async fn adopt_cell(
             .await
             .with_context(|| format!("cannot move the tenants' state into {}", cell_name(n)))?;
     }
-    // Out of the own roots: only now that the cell holds them.
-    let mut adopted = Vec::new();
-    for (spec, own, count, had_state) in pushed {
-        let emptied = async {
-            if had_state && !own.state_list().await?.is_empty() {
-                own.state_rm(&module_address(&spec), lock_timeout).await?;
+    // Out of the own roots: only now that the cell holds them; side by side (each root
+    // has its own state).
+    let emptied: Vec<(TenantSpec, usize, Result<()>)> = futures::stream::iter(pushed)
+        .map(|(spec, own, count, holds)| async move {
+            let r = async {
+                if holds {
+                    own.state_rm(&module_address(&spec), lock_timeout).await?;
+                }
+                let _ = std::fs::remove_dir_all(placed.ctx.ws.root_dir(&spec.id));
+                anyhow::Ok(())
             }
-            let _ = std::fs::remove_dir_all(placed.ctx.ws.root_dir(&spec.id));
-            anyhow::Ok(())
-        }
+            .await;
+            (spec, count, r)
+        })
+        .buffered(placed.ctx.parallelism.max(1))
+        .collect()
         .await;
-        match emptied {
+    let mut adopted = Vec::new();
+    for (spec, count, r) in emptied {
+        match r {
             Ok(()) => adopted.push((spec, count)),
             Err(e) => results.push((spec, Err(e))),
         }
