@@ -7,6 +7,7 @@
 //! they would start last and stretch the whole run by their own length.
 
 mod a_slowest {
+    mod cells;
     mod offboarding;
     mod state_migrate;
     mod tier_moves;
@@ -15,7 +16,7 @@ mod b_slow {
     mod adoption;
     pub(crate) mod alarms;
     mod archive;
-    mod cells;
+    pub(crate) mod cells;
     mod fleet;
     mod interrupt;
     mod migrate_metrics;
