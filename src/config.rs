@@ -876,6 +876,36 @@ mod tests {
     }
 
     #[test]
+    fn cells_settings_are_checked_with_the_value_and_the_rule() {
+        for (size, ok) in [(0, false), (1, true), (500, true), (501, false)] {
+            let cfg: Config = toml::from_str(&format!("[cells]\nsize = {size}\n")).unwrap();
+            let r = cfg.validate();
+            assert_eq!(r.is_ok(), ok, "{size}: {r:?}");
+            if let Err(e) = r {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&format!("[cells] size = {size}")) && e.contains("1 to 500"),
+                    "{e}"
+                );
+            }
+        }
+        let cfg: Config =
+            toml::from_str("[cells]\ntiers = [\"starter\", \"enterprise\"]\n").unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("`enterprise`") && e.contains("dedicated database"),
+            "{e}"
+        );
+        assert!(toml::from_str::<Config>("[cells]\nsize = 5\nsizes = 5\n").is_err());
+        // Off unless turned on; the pooled tiers by default.
+        let cfg: Config = toml::from_str("").unwrap();
+        assert!(!cfg.cells.holds(Tier::Starter));
+        let cfg: Config = toml::from_str("[cells]\nenabled = true\n").unwrap();
+        assert!(cfg.cells.holds(Tier::Growth) && !cfg.cells.holds(Tier::Enterprise));
+        assert_eq!(cfg.cells.size, 50);
+    }
+
+    #[test]
     fn templates_parse_and_validate() {
         for local in [false, true] {
             let cfg: Config = toml::from_str(&Config::template(local)).unwrap();

@@ -180,6 +180,36 @@ pub struct TenantSummary {
     pub moved: Option<MoveReport>,
 }
 
+impl TenantSummary {
+    /// A tenant not acted on, and why.
+    pub fn skipped(tenant: impl Into<String>, why: impl Into<String>) -> TenantSummary {
+        TenantSummary {
+            tenant: tenant.into(),
+            status: Status::Skipped,
+            changes: None,
+            duration_ms: 0,
+            detail: Some(why.into()),
+            error: None,
+            locked: false,
+            moved: None,
+        }
+    }
+
+    /// A tenant whose step failed with `e` after `duration_ms`.
+    pub fn failed(tenant: impl Into<String>, e: &anyhow::Error, duration_ms: u64) -> TenantSummary {
+        TenantSummary {
+            tenant: tenant.into(),
+            status: Status::Failed,
+            changes: None,
+            duration_ms,
+            detail: None,
+            error: Some(format!("{e:#}")),
+            locked: crate::exit::is_lock_held(e),
+            moved: None,
+        }
+    }
+}
+
 /// What a step returns for a tenant that did not fail.
 pub struct StepOutcome {
     pub status: Status,
@@ -218,16 +248,7 @@ where
                     } else {
                         "--fail-fast: an earlier tenant failed"
                     };
-                    return TenantSummary {
-                        tenant: id,
-                        status: Status::Skipped,
-                        changes: None,
-                        duration_ms: 0,
-                        detail: Some(why.into()),
-                        error: None,
-                        locked: false,
-                        moved: None,
-                    };
+                    return TenantSummary::skipped(id, why);
                 }
                 let bar = progress.item(spec.id.as_str());
                 let started = Instant::now();
@@ -256,16 +277,7 @@ where
                         if fail_fast {
                             stop.store(true, Ordering::SeqCst);
                         }
-                        TenantSummary {
-                            tenant: id,
-                            status: Status::Failed,
-                            changes: None,
-                            duration_ms: elapsed.as_millis() as u64,
-                            detail: None,
-                            error: Some(format!("{e:#}")),
-                            locked: crate::exit::is_lock_held(&e),
-                            moved: None,
-                        }
+                        TenantSummary::failed(id, &e, elapsed.as_millis() as u64)
                     }
                 };
                 progress.line(&summary_line(&summary));

@@ -402,16 +402,11 @@ impl Terraform {
 
     /// Applies the saved plan and removes it (a plan file is not kept lying around).
     pub async fn apply_plan(&self, lock_timeout: u64) -> Result<ChangeSummary> {
-        self.progress.set_message("apply");
-        self.lock_timeout.store(lock_timeout, Ordering::SeqCst);
-        let lock = format!("-lock-timeout={lock_timeout}s");
-        let r = self
-            .run(&["apply", "-input=false", "-json", &lock, "tfplan"], true)
-            .await;
-        let _ = std::fs::remove_file(self.dir.join("tfplan"));
-        let r = r?;
-        self.check(&r, "terraform apply")?;
-        Ok(r.changes.unwrap_or_default())
+        let applied = self.apply_plan_cell(lock_timeout).await?;
+        match applied.error {
+            Some(e) => Err(e),
+            None => Ok(applied.changes),
+        }
     }
 
     /// `terraform output -json`.

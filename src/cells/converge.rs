@@ -187,16 +187,7 @@ async fn run_cell(
             (None, None) => None,
         };
         if let Some(why) = owned {
-            out.summaries.push(TenantSummary {
-                tenant: id,
-                status: Status::Skipped,
-                changes: None,
-                duration_ms: 0,
-                detail: Some(why.into()),
-                error: None,
-                locked: false,
-                moved: None,
-            });
+            out.summaries.push(TenantSummary::skipped(id, why));
             continue;
         }
         let has_work = mode == Mode::Plan
@@ -205,18 +196,10 @@ async fn run_cell(
         if has_work {
             work.push(m);
         } else {
-            out.summaries.push(TenantSummary {
-                tenant: id,
-                status: Status::Skipped,
-                changes: None,
-                duration_ms: 0,
-                detail: Some(
-                    "inputs unchanged since the last apply (--refresh plans anyway)".into(),
-                ),
-                error: None,
-                locked: false,
-                moved: None,
-            });
+            out.summaries.push(TenantSummary::skipped(
+                id,
+                "inputs unchanged since the last apply (--refresh plans anyway)",
+            ));
         }
     }
     if work.is_empty() {
@@ -525,14 +508,5 @@ async fn finish_tenant(
 }
 
 fn failed(tenant: String, e: &anyhow::Error, started: Instant) -> TenantSummary {
-    TenantSummary {
-        tenant,
-        status: Status::Failed,
-        changes: None,
-        duration_ms: started.elapsed().as_millis() as u64,
-        detail: None,
-        error: Some(format!("{e:#}")),
-        locked: crate::exit::is_lock_held(e),
-        moved: None,
-    }
+    TenantSummary::failed(tenant, e, started.elapsed().as_millis() as u64)
 }

@@ -70,16 +70,8 @@ pub async fn run(ctx: &Ctx, args: &ApplyArgs) -> Result<u8> {
     .await;
     results.extend(celled.summaries);
     for (id, e) in not_evicted {
-        results.push(fleet::TenantSummary {
-            tenant: id.to_string(),
-            status: Status::Failed,
-            changes: None,
-            duration_ms: 0,
-            detail: None,
-            error: Some(format!("cannot move its state out of its cell: {e:#}")),
-            locked: crate::exit::is_lock_held(&e),
-            moved: None,
-        });
+        let e = e.context("cannot move its state out of its cell");
+        results.push(fleet::TenantSummary::failed(id.to_string(), &e, 0));
     }
     // With cells on, the tenants of celled tiers that this run left in their own roots
     // (applied before cells were on, or back from a tier move) move into cells.
